@@ -1,0 +1,357 @@
+"""Photos for training and evaluation: robust image loading, random crops with mirror padding, Places365.
+
+The report (§4) trains both models on photographs augmented by *random cropping and mirror padding*:
+a random ``size x size`` window is cut from each photo, and a photo smaller than the window is
+extended by mirroring its border rather than by a constant colour. :class:`PhotoFolder` does that for
+any folder of images; :func:`photo_dir` points at the small photo set embedded in the repository, and
+:func:`places365` wraps the Places2 (Places365) data the report used (its validation split, 36,500
+images, §4).
+
+Images are float tensors ``(3, H, W)`` with values in [0, 1]. Masks (1 = valid, 0 = hole) are made
+separately by :mod:`inpaintlib.masks`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+__all__ = ["IMAGE_EXTENSIONS", "PhotoFolder", "load_image", "photo_dir", "places365"]
+
+#: File suffixes treated as images (compared case-insensitively).
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
+_READ_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+def _pixels(image: Image.Image) -> np.ndarray:
+    """Pillow image (any mode) -> (H, W, C) array, C = 1 (grey) or 3 (RGB), still in its storage type.
+
+    uint8 (0..255), uint16 (0..65535) or float32 (0..1); :func:`_as_float_rgb` finishes the job
+    after cropping, so only the pixels actually used are converted.
+    """
+    mode = image.mode
+    if mode.startswith("I;16") or mode == "I":
+        # 16-bit greyscale (PNG/TIFF): keep the full 0..65535 precision.
+        return np.clip(np.asarray(image), 0, 65535).astype(np.uint16)[:, :, None]
+    if mode == "F":
+        return np.clip(np.nan_to_num(np.asarray(image, dtype=np.float32)), 0.0, 1.0)[:, :, None]
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info)
+    if has_alpha:
+        # Transparent pixels have no colour of their own: show them over white, as a viewer would.
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, rgba).convert("RGB")
+    elif mode in ("L", "1"):
+        return np.asarray(image.convert("L"))[:, :, None]
+    elif mode != "RGB":
+        image = image.convert("RGB")  # P, CMYK, YCbCr, LAB, HSV
+    return np.asarray(image)
+
+
+def _as_float_rgb(pixels: np.ndarray) -> np.ndarray:
+    """(H, W, 1 or 3) uint8/uint16/float32 -> (H, W, 3) float32 in [0, 1]."""
+    if pixels.dtype == np.uint8:
+        values = pixels.astype(np.float32) * np.float32(1 / 255)
+    elif pixels.dtype == np.uint16:
+        values = pixels.astype(np.float32) * np.float32(1 / 65535)
+    else:
+        values = pixels.astype(np.float32, copy=False)
+    if values.shape[2] == 1:
+        values = np.repeat(values, 3, axis=2)
+    return values
+
+
+def _decode(path: Path) -> np.ndarray:
+    """Decode ``path`` upright into :func:`_pixels` form; errors name the file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"image file not found: {path}")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            ImageOps.exif_transpose(image, in_place=True)  # rotate phone photos upright
+            return _pixels(image)
+    except _READ_ERRORS as error:
+        raise ValueError(f"cannot read image {path}: {type(error).__name__}: {error}") from error
+
+
+def load_image(path: str | Path) -> torch.Tensor:
+    """Read a photo as a float tensor ``(3, H, W)`` in [0, 1], upright and in RGB.
+
+    Handles every mode Pillow decodes: greyscale and 1-bit images are repeated over the three
+    channels; palette and CMYK images are converted to RGB; images with transparency (RGBA, LA,
+    palette + transparency) are composited over white; 16-bit greyscale PNG/TIFF (Pillow modes
+    ``I;16`` and ``I``) is divided by 65535 (full precision, not clipped at 255); 32-bit float
+    images are taken as [0, 1] and clipped. 16-bit colour PNGs are reduced to 8 bits per channel by
+    Pillow, still correctly scaled to [0, 1]. The EXIF orientation tag is applied, so phone photos
+    come out upright. Pillow's decompression-bomb limit stays in force.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file cannot be decoded (not an image, truncated, too many pixels); the
+            message names the file.
+    """
+    array = _as_float_rgb(_decode(Path(path)))  # (H, W, 3)
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))  # (3, H, W)
+
+
+def _check_readable(path: Path) -> str | None:
+    """Cheap validity check (header parse + Pillow's verify, no full decode); returns a reason or None."""
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except _READ_ERRORS as error:
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+def _normalise_extensions(extensions: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(extensions, str):
+        extensions = (extensions,)
+    normalised = tuple("." + ext.lower().lstrip(".") for ext in extensions)
+    if not normalised:
+        raise ValueError("extensions must name at least one file suffix, e.g. ('.jpg', '.png')")
+    return normalised
+
+
+def _find_images(root: Path, extensions: tuple[str, ...]) -> list[Path]:
+    found = []
+    for path in root.rglob("*"):
+        relative = path.relative_to(root)
+        if any(part.startswith(".") for part in relative.parts):
+            continue  # hidden files and folders such as .ipynb_checkpoints
+        if path.suffix.lower() in extensions and path.is_file():
+            found.append(path)
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def _mirror_pad_or_crop(image: np.ndarray, window: int, start: int, axis: int) -> np.ndarray:
+    """Cut ``window`` pixels along ``axis`` starting at ``start`` of the mirror-extended image.
+
+    ``start`` may be negative or run past the end: the image is then extended by reflection
+    (``np.pad(mode="reflect")``, which reflects repeatedly when the image is much smaller than the
+    window; an axis of length 1 is repeated instead).
+    """
+    length = image.shape[axis]
+    before, after = max(0, -start), max(0, start + window - length)
+    if before or after:
+        widths = [(0, 0)] * image.ndim
+        widths[axis] = (before, after)
+        image = np.pad(image, widths, mode="reflect" if length > 1 else "edge")
+        start += before
+    index = [slice(None)] * image.ndim
+    index[axis] = slice(start, start + window)
+    return image[tuple(index)]
+
+
+class PhotoFolder(Dataset):
+    """Square crops of the photos in a folder, as float tensors ``(3, size, size)`` in [0, 1].
+
+    Implements the report's augmentation (§4): random crops and mirror padding.
+
+    * ``train=True``: optionally rescale by a random factor in ``scale`` (done as a crop of
+      ``size / factor`` pixels resized to ``size``: area averaging when shrinking, bilinear when
+      enlarging), cut a random window, mirror-padding the photo
+      where it is smaller than the window (the offset is random there too), and flip horizontally with
+      probability 1/2. All randomness comes from torch's global RNG, so ``torch.manual_seed`` and the
+      per-worker seeding of ``DataLoader`` make it reproducible.
+    * ``train=False``: the deterministic central window, mirror-padded symmetrically where the photo
+      is smaller; no rescale, no flip.
+
+    Files are found recursively under ``root`` (hidden files and folders skipped), sorted by their
+    relative path so the order is the same everywhere. Each is checked once at construction (header
+    parse + Pillow's ``verify``, no decode); unreadable files are skipped with a single warning that
+    lists them all. A file that passes this check but fails to decode later raises ``ValueError``
+    naming it.
+
+    Args:
+        root: folder with the photos.
+        size: side of the square crops in pixels.
+        train: random (training) or central (validation) crops, see above.
+        scale: ``(lo, hi)`` range of random rescale factors for training, ``0 < lo <= hi``;
+            ``None`` for no rescale.
+        extensions: file suffixes to include, compared case-insensitively.
+        files: explicit list of image files (absolute, or relative to ``root``) used instead of
+            scanning ``root``; e.g. a dataset's official file list.
+
+    Attributes:
+        files: the readable image files, in order (``dataset[i]`` comes from ``files[i]``).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        size: int,
+        train: bool = True,
+        scale: tuple[float, float] | None = None,
+        extensions: Iterable[str] = IMAGE_EXTENSIONS,
+        *,
+        files: Sequence[str | Path] | None = None,
+    ) -> None:
+        root = Path(root)
+        if not root.exists():
+            raise FileNotFoundError(f"photo folder not found: {root}")
+        if not root.is_dir():
+            raise ValueError(f"expected a folder of photos, but {root} is a file")
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size <= 0:
+            raise ValueError(f"size must be a positive integer (crop side in pixels), got {size!r}")
+        if scale is not None:
+            try:
+                lo, hi = (float(v) for v in scale)
+            except (TypeError, ValueError):
+                raise ValueError(f"scale must be None or a pair (lo, hi) of factors, got {scale!r}") from None
+            if not (0 < lo <= hi and math.isfinite(hi)):
+                raise ValueError(f"scale must satisfy 0 < lo <= hi (finite), got ({lo}, {hi})")
+            scale = (lo, hi)
+        extensions = _normalise_extensions(extensions)
+
+        if files is None:
+            candidates = _find_images(root, extensions)
+        else:
+            candidates = [p if Path(p).is_absolute() else root / p for p in map(Path, files)]
+        readable, skipped = [], []
+        for path in candidates:
+            reason = _check_readable(path) if path.is_file() else "file not found"
+            if reason is None:
+                readable.append(path)
+            else:
+                skipped.append(f"{path} ({reason})")
+        if skipped:
+            shown = "; ".join(skipped[:20]) + (f"; ... and {len(skipped) - 20} more" if len(skipped) > 20 else "")
+            warnings.warn(
+                f"PhotoFolder({root}): skipped {len(skipped)} unreadable image file(s): {shown}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        if not readable:
+            what = f"{len(skipped)} file(s) were unreadable" if skipped else f"no file ends in {', '.join(extensions)}"
+            raise ValueError(f"no readable image in {root} ({what}); expected photos such as .jpg or .png files")
+
+        self.root = root
+        self.size = int(size)
+        self.train = bool(train)
+        self.scale = scale
+        self.files: list[Path] = readable
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __repr__(self) -> str:
+        mode = "train" if self.train else "val"
+        return f"PhotoFolder({str(self.root)!r}, size={self.size}, {mode}, scale={self.scale}, {len(self)} photos)"
+
+    def _randint(self, high: int) -> int:
+        """Uniform integer in [0, high] from torch's global RNG."""
+        return int(torch.randint(0, high + 1, (1,)).item())
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        # numpy/OpenCV throughout: small torch ops wake its thread pool, which costs milliseconds
+        # each on a busy 2-core machine when no DataLoader worker has set one thread.
+        image = _decode(self.files[index])  # (H, W, C) in its storage type; converted after cropping
+        window = self.size
+        if self.train and self.scale is not None:
+            lo, hi = self.scale
+            factor = lo + (hi - lo) * float(torch.rand(()).item())
+            window = max(1, round(self.size / factor))  # crop this much, then resize to size
+        for axis in (0, 1):
+            extra = image.shape[axis] - window  # >= 0: room to move; < 0: mirror padding needed
+            if self.train:
+                start = self._randint(extra) if extra >= 0 else -self._randint(-extra)
+            else:
+                start = extra // 2 if extra >= 0 else -((-extra) // 2)
+            image = _mirror_pad_or_crop(image, window, start, axis)
+        image = _as_float_rgb(image)  # (window, window, 3)
+        if window != self.size:
+            shrinking = window > self.size
+            image = cv2.resize(
+                np.ascontiguousarray(image),
+                (self.size, self.size),
+                interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR,
+            )
+            image = np.clip(image, 0.0, 1.0)
+        if self.train and torch.rand(()).item() < 0.5:
+            image = image[:, ::-1]
+        return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))  # (3, size, size)
+
+
+def photo_dir(split: str = "train") -> Path:
+    """Folder of the photos embedded in the repository: ``<repo>/data/photos/<split>``.
+
+    Args:
+        split: ``"train"`` or ``"val"``.
+
+    Raises:
+        ValueError: unknown split.
+        FileNotFoundError: the folder is missing (the photos ship with a clone of the repository,
+            not with an installed package).
+    """
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    folder = Path(__file__).resolve().parents[1] / "data" / "photos" / split
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"embedded photo folder not found: {folder}. The photos come with a clone of the "
+            f"inpaint-book repository (data/photos/); an installed package without the repository "
+            f"has none -- clone the repository, or pass your own folder to PhotoFolder."
+        )
+    return folder
+
+
+def places365(
+    root: str | Path,
+    size: int = 256,
+    split: str = "val",
+    small: bool = True,
+    download: bool = True,
+    train: bool = True,
+    scale: tuple[float, float] | None = None,
+) -> PhotoFolder:
+    """Places365 (Places2) photos as a :class:`PhotoFolder` of ``(3, size, size)`` crops in [0, 1].
+
+    The report trained both models on the Places2 *validation* split, 36,500 photos, holding 1,460
+    out for validation (§4). torchvision's ``Places365`` downloads and checks the archives (the
+    256x256 ``small`` validation images are about 500 MB); the returned dataset reads its official
+    file list and crops with mirror padding like any :class:`PhotoFolder`. Class labels are dropped.
+
+    Args:
+        root: folder holding (or receiving) the dataset files.
+        size, train, scale: as for :class:`PhotoFolder`.
+        split: ``"train-standard"``, ``"train-challenge"``, ``"val"`` or ``"test"``.
+        small: the 256x256 images (``True``) or the high-resolution ones.
+        download: fetch missing files; with ``False`` missing files raise.
+
+    Raises:
+        FileNotFoundError: with ``download=False``, the metadata files or the image folder are not
+            in ``root``; the message says which file is expected where.
+    """
+    from torchvision.datasets import Places365  # imported here: torchvision is only needed for this
+
+    root = Path(root)
+    if not download and not root.is_dir():
+        raise FileNotFoundError(f"Places365 folder not found: {root} (pass download=True to fetch the data)")
+    try:
+        dataset = Places365(str(root), split=split, small=small, download=download)
+    except RuntimeError as error:
+        if download:
+            raise
+        raise FileNotFoundError(
+            f"Places365 {split!r} (small={small}) is not in {root}: {error} "
+            f"Expected the metadata files (categories_places365.txt, places365_{split.replace('-', '_')}.txt) "
+            f"and the extracted image folder there; pass download=True to fetch them."
+        ) from error
+    images_dir = Path(dataset.images_dir)
+    if not images_dir.is_dir():
+        raise FileNotFoundError(
+            f"Places365 images not found: expected the extracted folder {images_dir}; "
+            f"pass download=True to fetch and extract them."
+        )
+    files = [Path(path) for path, _ in dataset.imgs]
+    return PhotoFolder(images_dir, size, train=train, scale=scale, files=files)

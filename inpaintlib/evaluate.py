@@ -1,0 +1,966 @@
+"""Score inpainting methods on the same image/mask pairs, by hole-ratio bucket.
+
+The question this module answers for the book: are the networks of report §3.1 (Context Encoder) and
+§3.2 (PConv U-Net) worth it next to classical inpainting? Every method -- ours and the classical ones in
+:mod:`inpaintlib.classical` -- is a callable ``method(image, mask) -> completed`` (image (3, H, W) in [0, 1],
+mask (1, H, W) with 1 = valid, 0 = hole, report §3) and is scored on the **composite**: known pixels kept,
+the method's prediction in the hole only (report §3.2.2, x_comp). Scores are grouped by the fraction of
+hole pixels, in the buckets 0.01-0.1 ... 0.5-0.6 that Liu et al. [4] use for their evaluation.
+
+Metrics (images in [0, 1]):
+
+* PSNR in dB with data range 1: 10 log10(1 / MSE) over all pixels and channels. Two identical images have
+  MSE 0 and an infinite PSNR; this module clamps it to :data:`PSNR_MAX_DB` = 100 dB so that means over a
+  set stay finite (100 dB is an MSE of 1e-10, far below 8-bit quantisation noise, ~59 dB).
+* SSIM: torchmetrics' structural similarity map with an 11x11 Gaussian window, sigma 1.5, data range 1,
+  averaged without the 5-pixel border (as scikit-image and Wang et al.'s reference code do).
+* L1 over the hole: mean |completed - target| over hole pixels and channels, times 100.
+* LPIPS only when the AlexNet backbone weights are already in the local torch hub cache; otherwise it is
+  left out and a note says so. FID is not computed: it needs thousands of images and Inception weights.
+
+Masks come either from the library's fixed bucketed set (:func:`inpaintlib.masks.evaluation_masks`), from
+the report's centre square (§4.1, for the Context Encoder), or from a folder of mask PNGs paired with the
+images by file stem. Bad masks are skipped *by name* with the reason, never resized or repaired.
+
+Command line::
+
+    python -m inpaintlib evaluate --checkpoint data/runs/pconv --images data/photos/val --out eval/
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+from inpaintlib import classical, data, masks
+from inpaintlib.classical import composite
+
+__all__ = [
+    "PSNR_MAX_DB",
+    "METHOD_NAMES",
+    "CLASSICAL_METHODS",
+    "MODEL_METHODS",
+    "LABELS",
+    "ROW_FIELDS",
+    "Method",
+    "Example",
+    "Evaluation",
+    "psnr",
+    "ssim",
+    "l1_hole",
+    "score",
+    "lpips_available",
+    "composite",
+    "center_crop_pad",
+    "bucket_of",
+    "get_method",
+    "model_method",
+    "evaluate",
+    "summarize",
+    "summary_markdown",
+    "write_metrics_csv",
+    "write_summary",
+    "plot_metrics",
+    "plot_examples",
+    "cli",
+]
+
+PSNR_MAX_DB = 100.0
+"""PSNR returned for identical images (MSE 0); any PSNR above it is clamped to it."""
+
+CLASSICAL_METHODS = ("telea", "ns", "biharmonic", "mean")
+MODEL_METHODS = ("pconv", "ce")
+METHOD_NAMES = MODEL_METHODS + CLASSICAL_METHODS
+LABELS = {
+    "pconv": "PConv U-Net",
+    "ce": "Context Encoder",
+    "telea": "OpenCV Telea",
+    "ns": "OpenCV Navier-Stokes",
+    "biharmonic": "biharmonic",
+    "mean": "mean fill",
+}
+METRICS = ("psnr", "ssim", "l1_hole")
+ROW_FIELDS = ("file", "mask", "hole_ratio", "bucket", "method", "psnr", "ssim", "l1_hole", "seconds")
+CE_IMAGE_SIZE = 128  # report §4.1: 128x128 inputs, 56x56 centre hole
+CE_HOLE_SIZE = 56
+
+
+# ----------------------------------------------------------------------------------------------- metrics
+def _as_batch(x: torch.Tensor, name: str) -> tuple[torch.Tensor, bool]:
+    if not isinstance(x, torch.Tensor) or x.ndim not in (3, 4):
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{name} must be a tensor (C, H, W) or (N, C, H, W), got {got}")
+    return (x.unsqueeze(0), True) if x.ndim == 3 else (x, False)
+
+
+def _pair(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    p, single = _as_batch(pred, "prediction")
+    t, _ = _as_batch(target, "target")
+    if p.shape != t.shape:
+        raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} must have the same shape")
+    return p.float(), t.float().to(p.device), single
+
+
+def _out(values: torch.Tensor, single: bool) -> float | torch.Tensor:
+    return float(values[0]) if single else values
+
+
+def psnr(pred: torch.Tensor, target: torch.Tensor) -> float | torch.Tensor:
+    """PSNR in dB, data range 1: 10 log10(1 / MSE), clamped to :data:`PSNR_MAX_DB` for identical images.
+
+    (3, H, W) inputs give a float; (N, 3, H, W) give a tensor (N,) with one PSNR per image.
+    """
+    p, t, single = _pair(pred, target)
+    values = peak_signal_noise_ratio(p, t, data_range=1.0, reduction="none", dim=(1, 2, 3))
+    return _out(values.clamp(max=PSNR_MAX_DB), single)
+
+
+def ssim(pred: torch.Tensor, target: torch.Tensor) -> float | torch.Tensor:
+    """SSIM with an 11x11 Gaussian window (sigma 1.5), data range 1, averaged over channels and pixels.
+
+    The SSIM map comes from torchmetrics; the 5-pixel border, where the window would reach outside the
+    image, is left out of the mean as in Wang et al.'s reference code and scikit-image (torchmetrics
+    alone averages over mirrored borders too, which at 64 px shifts SSIM by ~0.03).
+    Images must be at least 11 px on each side. (3, H, W) gives a float, (N, 3, H, W) a tensor (N,).
+    """
+    p, t, single = _pair(pred, target)
+    if min(p.shape[-2:]) < 11:
+        raise ValueError(f"SSIM needs images of at least 11x11 pixels (its window), got {tuple(p.shape[-2:])}")
+    _, full = structural_similarity_index_measure(
+        p, t, gaussian_kernel=True, sigma=1.5, kernel_size=11, data_range=1.0, reduction="none",
+        return_full_image=True,
+    )  # full: (N, C, H, W) SSIM map
+    values = full[..., 5:-5, 5:-5].reshape(full.shape[0], -1).mean(dim=1)
+    return _out(values, single)
+
+
+def l1_hole(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> float | torch.Tensor:
+    """Mean absolute error over the hole pixels (mask == 0) and all channels, times 100.
+
+    ``mask`` is (1, H, W) for one image or (N, 1, H, W); an image whose mask has no hole raises ValueError.
+    """
+    p, t, single = _pair(pred, target)
+    m, _ = _as_batch(mask, "mask")
+    if m.shape[0] != p.shape[0] or m.shape[1] != 1 or m.shape[-2:] != p.shape[-2:]:
+        raise ValueError(f"mask must be (1, H, W) / (N, 1, H, W) matching the image, got {tuple(mask.shape)}")
+    hole = (m.to(p.device) == 0).float()  # (N, 1, H, W)
+    count = hole.sum(dim=(1, 2, 3)) * p.shape[1]  # hole pixels x channels, per image
+    if bool((count == 0).any()):
+        raise ValueError("l1_hole needs a hole in every mask (some mask has no pixel equal to 0)")
+    return _out(((p - t).abs() * hole).sum(dim=(1, 2, 3)) / count * 100.0, single)
+
+
+def score(completed: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+    """PSNR, SSIM and hole L1 of one completion, computed on its composite with ``target``'s known pixels."""
+    classical.check_pair(target, mask)
+    if completed.shape != target.shape:
+        raise ValueError(f"completion {tuple(completed.shape)} must have the target's shape {tuple(target.shape)}")
+    comp = composite(completed.float().clamp(0, 1), target.float(), mask)
+    return {"psnr": psnr(comp, target), "ssim": ssim(comp, target), "l1_hole": l1_hole(comp, target, mask)}
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    """Run a block with at most ``n`` torch CPU threads, restoring the previous setting afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(min(n, before))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _score_stack(comps: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Metrics of M composites (M, 3, H, W) of one target at once (one call per metric: cheaper than M).
+
+    Runs single-threaded: these small CPU ops gain nothing from a thread pool, and on a busy shared CPU
+    waking one costs more than the work (SSIM of a 64 px image: ~4 ms on one thread, ~120 ms on two).
+    """
+    targets = target[None].expand_as(comps)
+    masks_ = mask[None].expand(comps.shape[0], *mask.shape)
+    with _torch_threads(1):
+        return {"psnr": psnr(comps, targets), "ssim": ssim(comps, targets), "l1_hole": l1_hole(comps, targets, masks_)}
+
+
+def lpips_available() -> tuple[bool, str]:
+    """Whether LPIPS can run offline: torchmetrics' linear layers plus AlexNet weights in the torch hub cache.
+
+    Returns ``(available, note)``; nothing is ever downloaded.
+    """
+    try:
+        import torchvision
+
+        url = torchvision.models.AlexNet_Weights.DEFAULT.url
+    except Exception as err:  # pragma: no cover - torchvision is a dependency
+        return False, f"LPIPS skipped: torchvision AlexNet weights unknown ({err})"
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+    if not cached.is_file():
+        return False, f"LPIPS skipped: AlexNet weights not found at {cached} (no downloads are made)"
+    return True, f"LPIPS (AlexNet, torchmetrics) computed with the cached weights {cached.name}"
+
+
+def _lpips_scorer(device: str | torch.device) -> Callable[[torch.Tensor, torch.Tensor], float]:
+    from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
+
+    metric = LearnedPerceptualImagePatchSimilarity(net_type="alex", normalize=True).to(device).eval()
+
+    def lpips(pred: torch.Tensor, target: torch.Tensor) -> float:
+        with torch.no_grad():
+            return float(metric(pred[None].to(device), target[None].to(device)))
+
+    return lpips
+
+
+# ----------------------------------------------------------------------------------------------- methods
+@dataclass(frozen=True)
+class Method:
+    """An inpainting method behind the common interface: ``method(image, mask) -> completed``.
+
+    ``check(image, mask)`` raises ValueError for pairs the method cannot handle (e.g. the Context Encoder
+    outside its 128 px centre-hole setting); calling the method runs the check first.
+    """
+
+    name: str
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    check: Callable[[torch.Tensor, torch.Tensor], None] | None = None
+
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.check is not None:
+            self.check(image, mask)
+        return self.fn(image, mask)
+
+    @property
+    def label(self) -> str:
+        return LABELS.get(self.name, self.name)
+
+
+def _center_square_side(mask: torch.Tensor) -> int | None:
+    """Side of the mask's hole when the hole is exactly one centred square, else None."""
+    hole = mask[0] == 0
+    rows, cols = hole.any(dim=1).nonzero(), hole.any(dim=0).nonzero()
+    if rows.numel() == 0:
+        return None
+    top, bottom, left, right = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    side = bottom - top
+    h, w = hole.shape
+    if right - left != side or int(hole.sum()) != side * side:
+        return None
+    if (top, left) != ((h - side) // 2, (w - side) // 2):
+        return None
+    return side
+
+
+def _check_ce(image: torch.Tensor, mask: torch.Tensor) -> None:
+    classical.check_pair(image, mask)
+    size = tuple(image.shape[-2:])
+    side = _center_square_side(mask)
+    if size != (CE_IMAGE_SIZE, CE_IMAGE_SIZE) or side is None or side > 64:
+        raise ValueError(
+            f"the Context Encoder only fills a centred square hole (at most 64 px, {CE_HOLE_SIZE} px in the report) "
+            f"of {CE_IMAGE_SIZE}x{CE_IMAGE_SIZE} images (report §4.1); got a {size[1]}x{size[0]} image with "
+            + ("a non-square or off-centre hole" if side is None else f"a {side} px centred hole")
+            + f". Evaluate it with size={CE_IMAGE_SIZE} and centre masks (--size {CE_IMAGE_SIZE} --center-masks)"
+        )
+
+
+def model_method(model: torch.nn.Module, name: str | None = None, device: str | torch.device | None = None) -> Method:
+    """Wrap a loaded PConv U-Net or Context Encoder as a :class:`Method` via ``inference.inpaint``.
+
+    Inference runs the model in eval mode (BatchNorm with running statistics) and restores its mode after.
+
+    ``name`` defaults to "pconv" / "ce" from the model's class. The PConv U-Net accepts any size (inference
+    pads to a multiple of 2**layers); the Context Encoder only its report setting, see ``_check_ce``.
+    """
+    from inpaintlib import inference  # heavy import, only for model methods
+
+    kind = type(model).__name__
+    guessed = {"PConvUNet": "pconv", "ContextEncoder": "ce"}.get(kind)
+    name = name or guessed
+    if name not in MODEL_METHODS:
+        raise ValueError(f"cannot tell which method a {kind} is; pass name='pconv' or name='ce'")
+    if guessed is not None and guessed != name:
+        raise ValueError(f"method {name!r} needs a {'PConvUNet' if name == 'pconv' else 'ContextEncoder'}, "
+                         f"but the checkpoint holds a {kind}")
+    if device is None:
+        device = next(model.parameters()).device
+
+    def run(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            out = inference.inpaint(model, image.to(device), mask.to(device))
+        out = out.detach().float().cpu()
+        out = out[0] if out.ndim == 4 else out
+        return composite(out, image.cpu().float(), mask.cpu())
+
+    if name == "ce":
+        return Method("ce", run, _check_ce)
+    # inference.inpaint pads sides that are not multiples of 2**layers and crops back: any size works
+    return Method("pconv", run, classical.check_pair)
+
+
+def _load_model(checkpoint: str | Path, device: str | torch.device) -> torch.nn.Module:
+    from inpaintlib.runs import load_model  # reads weights.pt / checkpoint.pt with weights_only=True
+
+    return load_model(checkpoint, device=device)
+
+
+def get_method(
+    name: str, checkpoint: str | Path | torch.nn.Module | None = None, device: str | torch.device = "cpu"
+) -> Method:
+    """The method called ``name``: one of pconv, ce (need ``checkpoint``), telea, ns, biharmonic, mean.
+
+    ``checkpoint`` is a run directory, a weights file, or an already loaded model.
+    """
+    if name not in METHOD_NAMES:
+        raise ValueError(f"unknown method {name!r}; expected one of {', '.join(METHOD_NAMES)}")
+    if name == "telea":
+        return Method("telea", classical.telea, classical.check_pair)
+    if name == "ns":
+        return Method("ns", classical.navier_stokes, classical.check_pair)
+    if name == "biharmonic":
+        return Method("biharmonic", classical.biharmonic, classical.check_pair)
+    if name == "mean":
+        return Method("mean", classical.mean_fill, classical.check_pair)
+    if checkpoint is None:
+        raise ValueError(f"method {name!r} needs a checkpoint (a run directory or a weights file)")
+    if isinstance(checkpoint, torch.nn.Module):
+        model = checkpoint.to(device)
+    else:
+        path = Path(checkpoint)
+        if not path.exists():
+            raise FileNotFoundError(f"checkpoint {path} does not exist (expected a run directory or a weights file)")
+        model = _load_model(path, device)
+    return model_method(model, name, device)
+
+
+def _resolve_methods(
+    methods: Sequence[str | Method] | Mapping[str, Callable] | str,
+    checkpoint: str | Path | torch.nn.Module | None,
+    device: str | torch.device,
+) -> list[Method]:
+    if isinstance(methods, str):
+        methods = [m.strip() for m in methods.split(",") if m.strip()]
+    if isinstance(methods, Mapping):
+        items = [m if isinstance(m, Method) else Method(str(k), m) for k, m in methods.items()]
+    else:
+        items = [m if isinstance(m, Method) else get_method(m, checkpoint, device) for m in methods]
+    if not items:
+        raise ValueError("no methods to evaluate; expected e.g. ['telea', 'mean']")
+    names = [m.name for m in items]
+    if len(set(names)) != len(names):
+        raise ValueError(f"method names must be unique, got {names}")
+    return items
+
+
+# ------------------------------------------------------------------------------------------- image/mask pairs
+def center_crop_pad(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Centre crop (C, H, W) to (C, size, size), mirror-padding sides shorter than ``size`` (report §4).
+
+    The same window as ``data.PhotoFolder(train=False)`` cuts, so the images scored here are exactly the
+    validation crops seen during training. Pure geometry, no resampling: a binary mask stays binary, so a
+    mask at its photo's size can be cropped together with it.
+    """
+    arr = x.detach().cpu().numpy().transpose(1, 2, 0)  # (H, W, C)
+    for axis in (0, 1):
+        extra = arr.shape[axis] - size  # >= 0: crop; < 0: mirror padding, split evenly
+        start = extra // 2 if extra >= 0 else -((-extra) // 2)
+        arr = data._mirror_pad_or_crop(arr, size, start, axis)
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).to(x.dtype)
+
+
+def bucket_of(ratio: float) -> str:
+    """Bucket label of a hole ratio: "0.1-0.2" style inside :data:`masks.BUCKETS`, "<0.01" or ">0.6" outside."""
+    label = masks.bucket_label(float(ratio))
+    if label is not None:
+        return label
+    low, high = masks.BUCKETS[0][0], masks.BUCKETS[-1][1]
+    return f"<{low:g}" if ratio < low else f">{high:g}"
+
+
+def _bucket_order() -> list[str]:
+    low, high = masks.BUCKETS[0][0], masks.BUCKETS[-1][1]
+    return [f"<{low:g}", *masks.BUCKET_LABELS, f">{high:g}"]
+
+
+def _bucket_index(label: str) -> int:
+    order = _bucket_order()
+    return order.index(label) if label in order else len(order)
+
+
+def _list_images(images_dir: str | Path, size: int, skipped: list[tuple[str, str]]) -> tuple[Path, list[Path]]:
+    """The readable photos under ``images_dir`` in ``data.PhotoFolder`` order; unreadable ones go to ``skipped``."""
+    root = Path(images_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root} does not exist or is not a folder")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        folder = data.PhotoFolder(root, size, train=False)  # raises ValueError when no image is readable
+    for w in caught:
+        skipped.append(("unreadable images", str(w.message)))
+    return root, list(folder.files)
+
+
+@dataclass
+class _Pair:
+    file: str
+    mask_name: str
+    image: torch.Tensor  # (3, size, size)
+    mask: torch.Tensor  # (1, size, size)
+
+
+def _fixed_masks(size: int, per_image: int, seed: int) -> Callable[[int], list[tuple[str, torch.Tensor]]]:
+    """Deterministic cycling over the fixed bucketed set: image i gets ``per_image`` masks from different buckets.
+
+    Masks are named ``"<bucket>#<k>"``: the k-th mask of that bucket in ``masks.evaluation_masks(size, seed=seed)``.
+    """
+    by_bucket: dict[str, list[tuple[str, torch.Tensor]]] = {}
+    for _, m in masks.evaluation_masks(size, seed=seed):
+        bucket = bucket_of(masks.hole_ratio(m))
+        group = by_bucket.setdefault(bucket, [])
+        group.append((f"{bucket}#{len(group)}", m))
+    groups = [by_bucket[b] for b in _bucket_order() if b in by_bucket]
+    if not groups:
+        raise ValueError("masks.evaluation_masks returned no masks")
+
+    def assign(i: int) -> list[tuple[str, torch.Tensor]]:
+        out = []
+        for j in range(min(per_image, sum(len(g) for g in groups))):
+            k = i * per_image + j
+            group = groups[k % len(groups)]
+            out.append(group[(k // len(groups)) % len(group)])
+        return out
+
+    return assign
+
+
+def _find_mask_files(masks_dir: Path) -> dict[str, list[Path]]:
+    if not masks_dir.is_dir():
+        raise FileNotFoundError(f"mask folder {masks_dir} does not exist or is not a folder")
+    exts = {e.lower() for e in data.IMAGE_EXTENSIONS} | {".png"}
+    found: dict[str, list[Path]] = {}
+    for p in sorted(masks_dir.iterdir()):
+        if p.is_file() and p.suffix.lower() in exts:
+            found.setdefault(p.stem, []).append(p)
+    return found
+
+
+def _hole_problem(mask: torch.Tensor) -> str | None:
+    try:
+        masks.check_mask_not_degenerate(mask)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
+def _pairs(
+    root: Path,
+    files: list[Path],
+    size: int,
+    masks_dir: Path | None,
+    center_masks: bool,
+    invert_masks: bool,
+    per_image: int,
+    seed: int,
+    skipped: list[tuple[str, str]],
+) -> Iterator[_Pair | None]:
+    """Yield the evaluation pairs in a fixed order; for a bad image or mask, append (name, reason) to
+    ``skipped`` and yield None (so a progress bar still advances)."""
+    if masks_dir is not None:
+        mask_files = _find_mask_files(masks_dir)
+    elif center_masks:
+        hole = round(size * CE_HOLE_SIZE / CE_IMAGE_SIZE)
+        center = [(f"center{hole}", masks.center_mask(image_size=size, hole_size=hole))]
+    else:
+        assign = _fixed_masks(size, per_image, seed)
+    for i, path in enumerate(files):
+        name = path.relative_to(root).as_posix()
+        try:
+            full = data.load_image(path)  # (3, H, W)
+        except (ValueError, OSError) as err:
+            skipped.append((name, f"image could not be read: {err}"))
+            yield None
+            continue
+        image = center_crop_pad(full, size)  # (3, size, size)
+        if masks_dir is None:
+            for mask_name, m in center if center_masks else assign(i):
+                yield _Pair(name, mask_name, image, m.float())
+            continue
+        candidates = mask_files.get(path.stem, [])
+        if not candidates:
+            skipped.append((name, f"no mask named {path.stem}.png in {masks_dir}"))
+            yield None
+            continue
+        if len(candidates) > 1:
+            names = ", ".join(c.name for c in candidates)
+            skipped.append((name, f"several masks share the stem {path.stem!r} ({names}); keep one"))
+            yield None
+            continue
+        mpath = candidates[0]
+        try:
+            m = masks.load_mask_png(mpath, invert=invert_masks)
+        except (ValueError, OSError) as err:
+            skipped.append((mpath.name, f"unusable mask: {err}"))
+            yield None
+            continue
+        if tuple(m.shape[-2:]) != tuple(full.shape[-2:]):
+            skipped.append((
+                mpath.name,
+                f"mask is {m.shape[-1]}x{m.shape[-2]} but its image {name} is {full.shape[-1]}x{full.shape[-2]}"
+                " (masks are never resized)",
+            ))
+            yield None
+            continue
+        problem = _hole_problem(m)
+        if problem is None:
+            m = center_crop_pad(m.float(), size)
+            if _hole_problem(m) is not None:
+                problem = f"the centre {size}x{size} crop of the mask has no hole or no valid pixel"
+        if problem is not None:
+            hint = " (check the polarity: 255 = valid, 0 = hole; --invert-masks flips it)"
+            skipped.append((mpath.name, problem + hint))
+            yield None
+            continue
+        yield _Pair(name, mpath.name, image, m)
+
+
+# ------------------------------------------------------------------------------------------------ evaluation
+@dataclass
+class Example:
+    """One pair kept for the example grid: the masked input, each method's completion, the ground truth."""
+
+    file: str
+    mask_name: str
+    bucket: str
+    image: torch.Tensor
+    mask: torch.Tensor
+    outputs: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class Evaluation:
+    """What :func:`evaluate` returns.
+
+    ``rows``: one dict per image x mask x method (:data:`ROW_FIELDS`, plus "lpips" when available);
+    ``summary``: means per method x bucket and per method over "all" (see :func:`summarize`);
+    ``skipped``: (name, reason) for every image or mask left out; ``notes``: metrics skipped and why;
+    ``examples``: pairs kept for :func:`plot_examples`; ``files``: the outputs written, by kind.
+    """
+
+    rows: list[dict]
+    summary: list[dict]
+    skipped: list[tuple[str, str]]
+    notes: list[str]
+    examples: list[Example]
+    methods: list[str]
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[list[dict]]:
+        """``rows, summary = evaluate(...)`` unpacks the two tables."""
+        return iter((self.rows, self.summary))
+
+
+def evaluate(
+    images_dir: str | Path,
+    methods: Sequence[str | Method] | Mapping[str, Callable] | str,
+    masks_dir: str | Path | None = None,
+    size: int = 256,
+    out_dir: str | Path | None = None,
+    invert_masks: bool = False,
+    progress: bool = True,
+    limit: int | None = None,
+    *,
+    checkpoint: str | Path | torch.nn.Module | None = None,
+    device: str | torch.device = "cpu",
+    center_masks: bool = False,
+    masks_per_image: int | None = None,
+    seed: int = 0,
+    examples_per_bucket: int = 1,
+    lpips: bool | None = None,
+) -> Evaluation:
+    """Run every method on the same image/mask pairs and score the composites by hole-ratio bucket.
+
+    Images (found recursively and sorted as ``data.PhotoFolder`` does; the first ``limit`` when given) are
+    centre-cropped to ``size``, mirror-padded when smaller. Masks: with ``masks_dir``, the PNG with the
+    image's file stem (255 = valid, 0 = hole, or the other way round with ``invert_masks``), at the image's
+    own size and cropped with it; with ``center_masks``, the report's centre square scaled to ``size``
+    (56 px at 128, §4.1); otherwise the fixed set :func:`masks.evaluation_masks`, cycled deterministically
+    so that image i gets ``masks_per_image`` masks from different buckets (default: one from each bucket).
+    Bad images/masks are skipped by name. Methods receive x_in = M * x (hole blanked, report §3.2.2) and
+    are timed per call; ``examples_per_bucket`` pairs per bucket (from different photos when possible) keep
+    their completions for the example grid.
+
+    ``methods`` are names for :func:`get_method` (a comma string works too), :class:`Method` objects, or a
+    mapping name -> callable. ``lpips=None`` adds LPIPS when its weights are cached locally. When ``out_dir``
+    is given, :func:`write_metrics_csv`, :func:`write_summary`, :func:`plot_metrics` and :func:`plot_examples`
+    write metrics.csv, summary.csv, summary.md, metrics_by_hole_ratio.png and examples.png there.
+    """
+    size = int(size)
+    if size < 16:
+        raise ValueError(f"size must be at least 16 pixels, got {size}")
+    if limit is not None and int(limit) < 1:
+        raise ValueError(f"limit must be a positive number of images, got {limit}")
+    if masks_dir is not None and center_masks:
+        raise ValueError("give either masks_dir or center_masks=True, not both")
+    per_image = len(masks.BUCKETS) if masks_per_image is None else int(masks_per_image)
+    if per_image < 1:
+        raise ValueError(f"masks_per_image must be at least 1, got {masks_per_image}")
+    skipped: list[tuple[str, str]] = []
+    root, files = _list_images(images_dir, size, skipped)
+    files = files[: None if limit is None else int(limit)]
+    mdir = None if masks_dir is None else Path(masks_dir)
+    if mdir is not None and not mdir.is_dir():
+        raise FileNotFoundError(f"mask folder {mdir} does not exist or is not a folder")
+    method_list = _resolve_methods(methods, checkpoint, device)
+
+    notes: list[str] = []
+    lpips_fn = None
+    ok, note = lpips_available()
+    if lpips is None:
+        lpips = ok
+    if lpips and not ok:
+        raise ValueError(note)
+    notes.append(note)
+    if lpips:
+        lpips_fn = _lpips_scorer(device)
+    notes.append("FID skipped: it needs thousands of images and Inception weights, neither available here")
+
+    if mdir is None:  # masks known up front: refuse incompatible methods before any work
+        probe = (
+            masks.center_mask(image_size=size, hole_size=round(size * CE_HOLE_SIZE / CE_IMAGE_SIZE))
+            if center_masks
+            else masks.evaluation_masks(size, seed=seed)[0][1]
+        )
+        for m in method_list:
+            if m.check is not None:
+                m.check(torch.full((3, size, size), 0.5), probe.float())
+
+    rows: list[dict] = []
+    # Example grid: per bucket, pairs from photos not shown in another bucket when possible
+    picked: dict[str, list[Example]] = {}
+    fallback: dict[str, list[Example]] = {}
+    example_files: set[str] = set()
+    pairs = _pairs(root, files, size, mdir, center_masks, invert_masks, per_image, seed, skipped)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        total = len(files) * (1 if (mdir is not None or center_masks) else per_image)
+        bar = tqdm(total=total, desc="evaluate", unit="pair")
+    try:
+        for pair in pairs:
+            if pair is None:  # skipped image or mask, already recorded
+                if bar is not None:
+                    bar.update(1 if (mdir is not None or center_masks) else per_image)
+                continue
+            refused = []
+            for m in method_list:
+                if m.check is not None:
+                    try:
+                        m.check(pair.image, pair.mask)
+                    except ValueError as err:
+                        refused.append(f"{m.name}: {err}")
+            if refused:
+                skipped.append((f"{pair.file} + {pair.mask_name}", "; ".join(refused)))
+                if bar is not None:
+                    bar.update(1)
+                continue
+            ratio = float(masks.hole_ratio(pair.mask))
+            bucket = bucket_of(ratio)
+            example = None
+            if examples_per_bucket > 0:
+                preferred = pair.file not in example_files and len(picked.setdefault(bucket, [])) < examples_per_bucket
+                if preferred or len(fallback.setdefault(bucket, [])) < examples_per_bucket:
+                    example = Example(pair.file, pair.mask_name, bucket, pair.image, pair.mask)
+            # Methods get x_in = M * x (report §3.2.2): the hole is blanked, so a method that reads the
+            # ground truth there by mistake cannot score with it.
+            masked = pair.image * pair.mask
+            comps, seconds = [], []
+            for m in method_list:
+                if bar is not None:
+                    bar.set_postfix_str(m.name)
+                start = time.perf_counter()
+                out = m.fn(masked, pair.mask)
+                out = out.detach().float().cpu()  # the copy to CPU also waits for a GPU to finish
+                seconds.append(time.perf_counter() - start)
+                if out.shape != pair.image.shape:
+                    raise ValueError(f"method {m.name} returned shape {tuple(out.shape)}, expected {tuple(pair.image.shape)}")
+                comps.append(out)
+            with _torch_threads(1):  # see _score_stack
+                comps = [composite(out.clamp(0, 1), pair.image, pair.mask) for out in comps]
+                scores = _score_stack(torch.stack(comps), pair.image, pair.mask)  # all methods in one batch
+            for k, m in enumerate(method_list):
+                row = {"file": pair.file, "mask": pair.mask_name, "hole_ratio": ratio, "bucket": bucket,
+                       "method": m.name, **{key: float(v[k]) for key, v in scores.items()}, "seconds": seconds[k]}
+                if lpips_fn is not None:
+                    row["lpips"] = lpips_fn(comps[k], pair.image)
+                rows.append(row)
+                if example is not None:
+                    example.outputs[m.name] = comps[k]
+            if example is not None:
+                if preferred:
+                    picked[bucket].append(example)
+                    example_files.add(pair.file)
+                else:
+                    fallback[bucket].append(example)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    if not rows:
+        reasons = "; ".join(f"{n}: {r}" for n, r in skipped[:5]) or "none"
+        raise ValueError(f"no valid image/mask pairs in {images_dir} (first reasons: {reasons})")
+
+    examples = []
+    for bucket in sorted(picked.keys() | fallback.keys(), key=_bucket_index):
+        chosen = picked.get(bucket, [])
+        examples += chosen + fallback.get(bucket, [])[: examples_per_bucket - len(chosen)]
+    result = Evaluation(rows, summarize(rows), skipped, notes, examples, [m.name for m in method_list])
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        result.files["metrics"] = write_metrics_csv(rows, out / "metrics.csv")
+        result.files["summary_csv"], result.files["summary_md"] = write_summary(
+            result.summary, out / "summary.csv", out / "summary.md", notes=notes, skipped=skipped
+        )
+        result.files["plot"] = plot_metrics(rows, out / "metrics_by_hole_ratio.png")[1]
+        if examples:
+            result.files["examples"] = plot_examples(examples, out / "examples.png")[1]
+    return result
+
+
+def summarize(rows: Sequence[Mapping]) -> list[dict]:
+    """Mean of each metric (and of seconds per image) per method x bucket, then per method over "all".
+
+    Each summary row: method, bucket, n, hole_ratio (mean), psnr, ssim, l1_hole, [lpips], seconds.
+    Methods keep their first-seen order; buckets follow the order of :data:`masks.BUCKETS`.
+    """
+    if not rows:
+        return []
+    metrics = [k for k in (*METRICS, "lpips") if k in rows[0]]
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    buckets = sorted({r["bucket"] for r in rows}, key=_bucket_index)
+    out = []
+    for method in methods:
+        for bucket in [*buckets, "all"]:
+            sel = [r for r in rows if r["method"] == method and (bucket == "all" or r["bucket"] == bucket)]
+            if not sel:
+                continue
+            entry = {"method": method, "bucket": bucket, "n": len(sel)}
+            for key in ("hole_ratio", *metrics, "seconds"):
+                entry[key] = sum(float(r[key]) for r in sel) / len(sel)
+            out.append(entry)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------- writers
+def write_metrics_csv(rows: Sequence[Mapping], path: str | Path) -> Path:
+    """metrics.csv: one line per image x mask x method with :data:`ROW_FIELDS` (+ lpips when present)."""
+    path = Path(path)
+    fields = list(ROW_FIELDS) + (["lpips"] if rows and "lpips" in rows[0] else [])
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: (f"{r[k]:.6g}" if isinstance(r[k], float) else r[k]) for k in fields})
+    return path
+
+
+def summary_markdown(
+    summary: Sequence[Mapping], notes: Sequence[str] = (), skipped: Sequence[tuple[str, str]] = ()
+) -> str:
+    """Markdown tables (one per metric; methods as rows, buckets as columns, best in bold) for a run card."""
+    if not summary:
+        return "_no results_\n"
+    methods = list(dict.fromkeys(s["method"] for s in summary))
+    buckets = list(dict.fromkeys(s["bucket"] for s in summary if s["bucket"] != "all")) + ["all"]
+    cell = {(s["method"], s["bucket"]): s for s in summary}
+    specs = [("psnr", "PSNR (dB, higher is better)", max, "{:.2f}"),
+             ("ssim", "SSIM (higher is better)", max, "{:.4f}"),
+             ("l1_hole", "L1 over the hole x100 (lower is better)", min, "{:.2f}")]
+    if "lpips" in summary[0]:
+        specs.append(("lpips", "LPIPS AlexNet (lower is better)", min, "{:.4f}"))
+    lines = []
+    for key, title, best_of, fmt in specs:
+        lines += [f"**{title}**", "", "| method | " + " | ".join(buckets) + " |",
+                  "|---|" + "---:|" * len(buckets)]
+        best = {b: best_of((cell[(m, b)][key] for m in methods if (m, b) in cell), default=None) for b in buckets}
+        for m in methods:
+            cells = []
+            for b in buckets:
+                if (m, b) not in cell:
+                    cells.append("-")
+                    continue
+                v = cell[(m, b)][key]
+                text = fmt.format(v)
+                cells.append(f"**{text}**" if len(methods) > 1 and v == best[b] else text)
+            lines.append(f"| {LABELS.get(m, m)} | " + " | ".join(cells) + " |")
+        lines.append("")
+    counts = " | ".join(str(cell[(methods[0], b)]["n"]) if (methods[0], b) in cell else "0" for b in buckets)
+    lines += ["**Pairs per bucket and time per image**", "",
+              "| | " + " | ".join(buckets) + " |", "|---|" + "---:|" * len(buckets),
+              f"| pairs | {counts} |"]
+    for m in methods:
+        secs = " | ".join(f"{cell[(m, b)]['seconds']:.3f} s" if (m, b) in cell else "-" for b in buckets)
+        lines.append(f"| {LABELS.get(m, m)} | {secs} |")
+    lines.append("")
+    if notes:
+        lines += ["Notes:", ""] + [f"- {n}" for n in notes] + [""]
+    if skipped:
+        lines += [f"Skipped ({len(skipped)}):", ""] + [f"- `{n}`: {r}" for n, r in skipped] + [""]
+    return "\n".join(lines)
+
+
+def write_summary(
+    summary: Sequence[Mapping],
+    csv_path: str | Path,
+    md_path: str | Path,
+    notes: Sequence[str] = (),
+    skipped: Sequence[tuple[str, str]] = (),
+) -> tuple[Path, Path]:
+    """summary.csv (one line per method x bucket, "all" last) and summary.md (:func:`summary_markdown`)."""
+    csv_path, md_path = Path(csv_path), Path(md_path)
+    fields = list(summary[0].keys()) if summary else ["method", "bucket", "n"]
+    with csv_path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        for s in summary:
+            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in s.items()})
+    md_path.write_text(summary_markdown(summary, notes, skipped))
+    return csv_path, md_path
+
+
+def plot_metrics(rows: Sequence[Mapping], path: str | Path | None = None):
+    """PSNR and SSIM against hole ratio (bucket means) for every method; returns ``(figure, path)``."""
+    from matplotlib.figure import Figure
+
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for key, ax, title in [("psnr", axes[0], "PSNR (dB)"), ("ssim", axes[1], "SSIM")]:
+        for method in methods:
+            sel = [r for r in rows if r["method"] == method]
+            buckets = sorted({r["bucket"] for r in sel}, key=_bucket_index)
+            xs, ys = [], []
+            for b in buckets:
+                group = [r for r in sel if r["bucket"] == b]
+                xs.append(sum(r["hole_ratio"] for r in group) / len(group))
+                ys.append(sum(r[key] for r in group) / len(group))
+            ax.plot(xs, ys, marker="o", label=LABELS.get(method, method))
+        ax.set_xlabel("hole ratio (mean of each bucket)")
+        ax.set_ylabel(title)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize="small")
+    fig.suptitle("Quality against hole size (composites; higher is better)")
+    out = None
+    if path is not None:
+        out = Path(path)
+        fig.savefig(out, dpi=110)
+    return fig, out
+
+
+def plot_examples(examples: Sequence[Example], path: str | Path | None = None, methods: Sequence[str] | None = None):
+    """Grid: one row per example pair; masked input, each method's composite, ground truth. Returns ``(figure, path)``."""
+    from matplotlib.figure import Figure
+
+    if not examples:
+        raise ValueError("no examples to plot")
+    methods = list(methods) if methods is not None else list(examples[0].outputs)
+    cols = ["masked input", *[LABELS.get(m, m) for m in methods], "ground truth"]
+    fig = Figure(figsize=(1.9 * len(cols), 1.9 * len(examples) + 0.4), layout="constrained")
+    axes = fig.subplots(len(examples), len(cols), squeeze=False)
+    for i, ex in enumerate(examples):
+        masked = ex.image * ex.mask + (1 - ex.mask)  # hole shown in white
+        panels = [masked, *[ex.outputs[m] for m in methods], ex.image]
+        for j, panel in enumerate(panels):
+            ax = axes[i][j]
+            ax.imshow(panel.clamp(0, 1).permute(1, 2, 0).numpy())
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(cols[j], fontsize=9)
+        stem = Path(ex.file).stem
+        stem = stem if len(stem) <= 22 else stem[:20] + "..."
+        axes[i][0].set_ylabel(f"{stem}\nhole {ex.bucket}", fontsize=8)
+    out = None
+    if path is not None:
+        out = Path(path)
+        fig.savefig(out, dpi=100)
+    return fig, out
+
+
+# ------------------------------------------------------------------------------------------------------- CLI
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m inpaintlib evaluate",
+        description="Score a trained model next to classical inpainting on the same image/mask pairs, "
+        "by hole-ratio bucket; writes metrics.csv, summary.csv, summary.md and two PNG figures.",
+    )
+    p.add_argument("--checkpoint", help="run directory or weights file (needed for the pconv and ce methods)")
+    p.add_argument("--images", required=True, help="folder of photos (centre-cropped to --size)")
+    p.add_argument("--masks", help="folder of mask PNGs named like the images (255 = valid, 0 = hole); "
+                   "default: the library's fixed bucketed masks")
+    p.add_argument("--invert-masks", action="store_true", help="mask PNGs use 255 = hole, 0 = valid")
+    p.add_argument("--center-masks", action="store_true",
+                   help="use the report's centre square hole (56 px at 128 px) instead; needed for ce")
+    p.add_argument("--size", type=int, default=256, help="evaluation size in pixels (default 256)")
+    p.add_argument("--methods", default=None,
+                   help="comma-separated, from " + ",".join(METHOD_NAMES) + " (default: the checkpoint's model "
+                   "if one is given, plus telea,ns,biharmonic,mean)")
+    p.add_argument("--masks-per-image", type=int, default=None,
+                   help="fixed mask set: masks per image, each from another bucket (default: one per bucket)")
+    p.add_argument("--examples-per-bucket", type=int, default=1, help="rows per bucket in examples.png")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--device", default="cpu", help="device for model methods (default cpu)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def cli(argv: Sequence[str] | None = None) -> int:
+    """``python -m inpaintlib evaluate ...``; returns the exit status (0 ok, 2 bad input)."""
+    args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        if args.methods is None:
+            names = list(CLASSICAL_METHODS)
+            if args.checkpoint is not None:
+                if not Path(args.checkpoint).exists():
+                    raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist (expected a run directory "
+                                            "or a weights file)")
+                model = _load_model(Path(args.checkpoint), args.device)
+                methods: list[str | Method] = [model_method(model, device=args.device), *names]
+            else:
+                methods = names
+        else:
+            methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        result = evaluate(
+            args.images, methods, masks_dir=args.masks, size=args.size, out_dir=args.out,
+            invert_masks=args.invert_masks, progress=not args.quiet, limit=args.limit,
+            checkpoint=args.checkpoint, device=args.device, center_masks=args.center_masks,
+            masks_per_image=args.masks_per_image, examples_per_bucket=args.examples_per_bucket,
+        )
+    except (ValueError, FileNotFoundError) as err:
+        print(f"evaluate: error: {err}", file=sys.stderr)
+        return 2
+    print(summary_markdown(result.summary))
+    for name, reason in result.skipped:
+        print(f"skipped {name}: {reason}")
+    for note in result.notes:
+        print(f"note: {note}")
+    for path in result.files.values():
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(cli())

@@ -1,0 +1,155 @@
+"""Filling the holes of a picture with a trained model, from Python or the command line.
+
+``inpaint(model, image, mask)`` returns the *composite* (report §3.2.2, ``x_comp``): the known pixels
+of ``image`` unchanged, the model's prediction in the hole.  It works for both networks:
+
+* :class:`~inpaintlib.models.PConvUNet` -- any image size; sides that are not multiples of
+  ``2**layers`` are padded by edge replication for the network and cropped back afterwards;
+* :class:`~inpaintlib.models.ContextEncoder` -- 128x128 images whose hole lies inside the central
+  64x64 patch, the only region it paints (report §3.1); the [0, 1] <-> [-1, 1] conversion is done here.
+
+Command line::
+
+    python -m inpaintlib inpaint --checkpoint data/runs/pconv-cpu --image photo.png --mask mask.png --out filled.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from inpaintlib.classical import composite
+from inpaintlib.masks import center_patch_slice, validate_mask
+from inpaintlib.runs import load_model
+
+__all__ = ["inpaint", "cli"]
+
+
+def _predict_pconv(model: nn.Module, image: Tensor, mask: Tensor) -> Tensor:
+    h, w = image.shape[-2:]
+    m = model.multiple
+    pad_h, pad_w = (-h) % m, (-w) % m
+    if pad_h or pad_w:
+        image = F.pad(image, (0, pad_w, 0, pad_h), mode="replicate")  # (N, 3, H', W')
+        mask = F.pad(mask, (0, pad_w, 0, pad_h), mode="replicate")  # (N, 1, H', W')
+    return model(image, mask)[..., :h, :w]
+
+
+def _predict_context_encoder(model: nn.Module, image: Tensor, mask: Tensor) -> Tensor:
+    size = image.shape[-1]
+    if tuple(image.shape[-2:]) != (128, 128):
+        raise ValueError(
+            f"the Context Encoder takes 128x128 images (report §3.1); got {image.shape[-2]}x{image.shape[-1]}. "
+            "Crop or resize the picture first, or use a PConv U-Net for other sizes"
+        )
+    s = center_patch_slice(size, 64)
+    outside = (1 - mask).clone()
+    outside[..., s, s] = 0
+    if bool(outside.any()):
+        raise ValueError(
+            "the Context Encoder only paints the central 64x64 patch (rows and columns 32-95), but the mask "
+            "has holes outside it; use a PConv U-Net for holes elsewhere"
+        )
+    patch = model((image * 2 - 1) * mask)  # (N, 3, 64, 64) in [-1, 1]
+    prediction = image.clone()
+    prediction[..., s, s] = (patch + 1) / 2
+    return prediction
+
+
+def inpaint(model: nn.Module | str | Path, image: Tensor, mask: Tensor) -> Tensor:
+    """Composite of ``image``'s known pixels and ``model``'s prediction in the hole.
+
+    Args:
+        model: a trained :class:`PConvUNet` or :class:`ContextEncoder` (or a run directory /
+            ``weights.pt`` path, loaded with :func:`inpaintlib.runs.load_model`).
+        image: ``(3, H, W)`` or ``(N, 3, H, W)`` float in [0, 1].
+        mask: ``(1, H, W)`` or ``(N, 1, H, W)``, **1 = valid (known), 0 = hole**.
+
+    Returns:
+        a tensor shaped like ``image`` on ``image``'s device, equal to ``image`` wherever ``mask`` is 1.
+        The model runs in eval mode (BatchNorm with running statistics) without gradients.
+
+    Raises:
+        ValueError: wrong shapes, a mask that is not binary or does not match the image, values
+            outside [0, 1], or a hole the model cannot fill.
+    """
+    from inpaintlib.models import ContextEncoder, PConvUNet
+
+    if isinstance(model, (str, Path)):
+        model = load_model(model)
+    if not isinstance(model, (PConvUNet, ContextEncoder)):
+        raise ValueError(f"model must be a PConvUNet or a ContextEncoder, got {type(model).__name__}")
+    if not isinstance(image, Tensor) or image.ndim not in (3, 4) or image.shape[-3] != 3:
+        got = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
+        raise ValueError(f"image must be a (3, H, W) or (N, 3, H, W) tensor in [0, 1], got {got}")
+    if not image.is_floating_point() or float(image.min()) < 0 or float(image.max()) > 1:
+        raise ValueError("image must be a float tensor with values in [0, 1]")
+    validate_mask(mask, like=image)
+    single = image.ndim == 3
+    images = image.unsqueeze(0) if single else image  # (N, 3, H, W)
+    masks = mask.unsqueeze(0) if mask.ndim == 3 else mask  # (N or 1, 1, H, W)
+    masks = masks.to(images.dtype).expand(images.shape[0], 1, -1, -1)
+
+    param = next(model.parameters())
+    x, m = images.to(param.device, param.dtype), masks.to(param.device, param.dtype)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            if isinstance(model, PConvUNet):
+                prediction = _predict_pconv(model, x, m)
+            else:
+                prediction = _predict_context_encoder(model, x, m)
+    finally:
+        model.train(was_training)
+    prediction = prediction.to(images.device, images.dtype).clamp(0, 1)
+    out = composite(prediction, images, masks)
+    return out[0] if single else out
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m inpaintlib inpaint",
+        description="Fill the holes of one picture with a trained model and write the composite "
+        "(known pixels unchanged, the model's prediction in the hole).",
+    )
+    p.add_argument("--checkpoint", required=True, help="a run directory (uses weights.pt) or a weights.pt file")
+    p.add_argument("--image", required=True, help="the picture to complete (any format Pillow reads)")
+    p.add_argument("--mask", required=True, help="black-and-white PNG of the same size: white = keep, black = hole")
+    p.add_argument("--out", required=True, help="where to write the completed picture (PNG recommended)")
+    p.add_argument("--invert-mask", action="store_true", help="the mask file is white = hole, black = keep")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto")
+    return p
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """``python -m inpaintlib inpaint ...`` (see ``--help``); returns the exit status."""
+    from PIL import Image
+
+    from inpaintlib.data import load_image
+    from inpaintlib.masks import load_mask_png
+    from inpaintlib.train import resolve_device
+
+    args = _parser().parse_args(argv)
+    try:
+        model = load_model(args.checkpoint, device=resolve_device(args.device))
+        image = load_image(args.image)  # (3, H, W)
+        mask = load_mask_png(args.mask, size=tuple(image.shape[-2:]), invert=args.invert_mask)
+        if bool(mask.all()):
+            raise ValueError(f"mask {args.mask} has no hole (all white = valid): nothing to inpaint")
+        result = inpaint(model, image, mask)
+        out = Path(args.out)
+        if out.parent and not out.parent.is_dir():
+            raise FileNotFoundError(f"output folder {out.parent} does not exist")
+        array = (result.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        Image.fromarray(np.ascontiguousarray(array)).save(out)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0

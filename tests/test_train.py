@@ -1,0 +1,469 @@
+"""The training engine: configs, exact resume after a kill, NaN guard, atomic checkpoints, run files.
+
+Everything runs on CPU with tiny networks (width 8, 64 px, batch 2) on a few real photos
+from scikit-image written into a temporary folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data as skdata
+
+import inpaintlib.models
+from inpaintlib import train as train_mod
+from inpaintlib.data import PhotoFolder
+from inpaintlib.inference import inpaint
+from inpaintlib.masks import evaluation_masks
+from inpaintlib.models import ContextEncoder, PConvUNet
+from inpaintlib.runs import load_config, load_history, load_metrics, load_model, sample_paths
+from inpaintlib.train import (
+    PROFILES,
+    CEConfig,
+    PConvConfig,
+    StepBatchSampler,
+    config_from_dict,
+    make_config,
+    train,
+)
+
+PCONV_COLUMNS = ["total", "valid", "hole", "perceptual", "style_out", "style_comp", "tv"]
+CE_COLUMNS = ["total", "rec", "adv", "d_loss", "d_acc"]
+TAIL_COLUMNS = ["lr", "img_per_s", "data_wait", "skipped", "seconds"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny networks gain nothing from a second thread, and on a busy 2-core machine OpenMP's
+    spinning makes two threads many times slower than one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("photos")
+    splits = {"train": ["astronaut", "coffee", "chelsea", "rocket"], "val": ["cat", "immunohistochemistry"]}
+    for split, names in splits.items():
+        (root / split).mkdir()
+        for name in names:
+            Image.fromarray(getattr(skdata, name)()).resize((96, 72)).save(root / split / f"{name}.png")
+    return root
+
+
+def tiny_pconv(photos: Path, **overrides) -> PConvConfig:
+    settings = dict(
+        image_size=64,
+        batch_size=2,
+        width=8,
+        steps=4,
+        finetune_steps=2,
+        log_every=1,
+        sample_every=3,
+        sample_images=2,
+        checkpoint_every=2,
+        eval_masks_per_bucket=1,
+        vgg_weights="hed",
+        amp="off",
+        device="cpu",
+        num_workers=0,
+        data=str(photos / "train"),
+        val_data=str(photos / "val"),
+    )
+    settings.update(overrides)
+    return make_config("pconv", None, **settings)
+
+
+def tiny_ce(photos: Path, **overrides) -> CEConfig:
+    settings = dict(
+        batch_size=2,
+        width=8,
+        bottleneck=16,
+        steps=3,
+        log_every=1,
+        sample_every=2,
+        sample_images=2,
+        amp="off",
+        device="cpu",
+        num_workers=0,
+        data=str(photos / "train"),
+        val_data=str(photos / "val"),
+    )
+    settings.update(overrides)
+    return make_config("ce", None, **settings)
+
+
+def state_of(run_dir: Path) -> dict[str, torch.Tensor]:
+    """Generator weights and buffers (fp32) from a run's checkpoint."""
+    ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    return ckpt["models"]["generator"]
+
+
+def assert_same_state(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"tensors differ: {different[:5]}"
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def reference(photos, tmp_path_factory):
+    """An uninterrupted tiny PConv run (4 train + 2 fine-tune steps) and the generator state after each step."""
+    snapshots = {}
+
+    def record(info):
+        net = info["networks"]["generator"]
+        snapshots[info["step"]] = {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+    out = tmp_path_factory.mktemp("runs") / "reference"
+    run_dir = train(tiny_pconv(photos), out, progress=False, callback=record)
+    return run_dir, snapshots
+
+
+# ---------------------------------------------------------------------------------------------------
+# Configs
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_config_defaults_are_the_reports_settings():
+    ce = CEConfig()
+    assert (ce.batch_size, ce.image_size, ce.betas, ce.lr_d, ce.lr_g) == (64, 128, (0.5, 0.999), 1e-4, 1e-3)
+    assert (ce.hole_size, ce.patch_size, ce.overlap, ce.bottleneck, ce.width) == (56, 64, 4, 4000, 64)
+    assert (ce.w_rec, ce.w_adv) == (0.999, 0.001)
+    pc = PConvConfig()
+    assert (pc.lr, pc.finetune_lr, pc.image_size, pc.width, pc.layers) == (2e-4, 5e-5, 256, 64, None)
+    assert pc.checkpoint_every_minutes == 10
+
+
+def test_make_config_applies_profile_then_overrides_and_rejects_unknown_names():
+    c = make_config("pconv", "cpu", steps=7)
+    assert c.steps == 7 and c.profile == "cpu"
+    assert c.image_size == PROFILES["cpu"]["pconv"]["image_size"]
+    assert make_config("ce", "gpu").batch_size == 64  # the report's batch on a GPU
+    with pytest.raises(ValueError, match="no setting"):
+        make_config("pconv", "cpu", learning_rate=1.0)
+    with pytest.raises(ValueError, match="unknown recipe"):
+        make_config("gan")
+    with pytest.raises(ValueError, match="128x128"):
+        make_config("ce", "cpu", image_size=64)
+    with pytest.raises(ValueError, match="multiple of 2"):
+        make_config("pconv", "cpu", image_size=100)
+    # a config survives the trip through config.json
+    assert config_from_dict(json.loads(json.dumps({"kind": "pconv", **vars(c)}))) == c
+
+
+# ---------------------------------------------------------------------------------------------------
+# Data order: a pure function of (seed, step)
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_step_sampler_restarts_anywhere_and_splits_the_global_batch_between_processes():
+    full = list(StepBatchSampler(10, 3, seed=5, start_step=0, end_step=12))
+    later = list(StepBatchSampler(10, 3, seed=5, start_step=7, end_step=12))
+    assert later == full[7:]
+    # each epoch visits every photo once: the first 30 positions are 3 permutations of 0..9
+    indices = [i for batch in full for i, _ in batch][:30]
+    for e in range(3):
+        assert sorted(indices[10 * e : 10 * e + 10]) == list(range(10))
+    assert indices[:10] != indices[10:20]  # reshuffled between epochs
+    # two processes of batch 3 see exactly the keys of one process of batch 6
+    one = list(StepBatchSampler(10, 6, seed=5, start_step=0, end_step=4))
+    r0 = list(StepBatchSampler(10, 3, seed=5, start_step=0, end_step=4, rank=0, world_size=2))
+    r1 = list(StepBatchSampler(10, 3, seed=5, start_step=0, end_step=4, rank=1, world_size=2))
+    assert [a + b for a, b in zip(r0, r1)] == one
+    assert list(StepBatchSampler(10, 3, seed=6, start_step=0, end_step=4)) != full[:4]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The run directory
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_run_directory_holds_every_file_with_the_documented_columns(reference):
+    run_dir, _ = reference
+    for name in ("config.json", "history.csv", "metrics.json", "checkpoint.pt", "weights.pt", "RUN.md"):
+        assert (run_dir / name).is_file(), name
+    with (run_dir / "history.csv").open() as f:
+        header = f.readline().strip().split(",")
+    assert header == ["step", "epoch", "phase", *PCONV_COLUMNS, *TAIL_COLUMNS]
+    h = load_history(run_dir)
+    assert h["step"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert h["phase"].tolist() == ["train"] * 4 + ["finetune"] * 2
+    assert h["lr"].tolist() == [2e-4] * 4 + [5e-5] * 2
+    assert np.allclose(h["epoch"], np.arange(1, 7) * 2 / 4)  # 4 photos, batch 2
+    assert np.all(np.diff(h["seconds"]) > 0) and np.all((h["data_wait"] >= 0) & (h["data_wait"] <= 1))
+    assert np.isfinite(h["total"]).all() and (h["skipped"] == 0).all()
+    assert [s for s, _ in sample_paths(run_dir)] == [0, 3, 6]
+    config = load_config(run_dir)
+    assert config["kind"] == "pconv" and config["environment"]["torch_version"] == torch.__version__
+    card = (run_dir / "RUN.md").read_text()
+    assert "4 train + 2 fine-tune" in card and "| images seen | 12 " in card
+
+
+def test_metrics_json_matches_an_independent_psnr_of_the_composite(reference, photos):
+    run_dir, _ = reference
+    metrics = load_metrics(run_dir)
+    assert metrics["num_images"] == 2 and len(metrics["buckets"]) == 6
+    model = load_model(run_dir / "checkpoint.pt")  # the fp32 weights the metrics were computed with
+    images = torch.stack([PhotoFolder(photos / "val", 64, train=False)[i] for i in range(2)])
+    label, mask = evaluation_masks(64, per_bucket=1, seed=0)[3]
+    masks = mask.expand(2, 1, 64, 64)
+    comp = inpaint(model, images, masks).double().numpy()
+    gt = images.double().numpy()
+    mse = ((comp - gt) ** 2).mean(axis=(1, 2, 3))
+    hole = 1 - masks.double().numpy()
+    l1 = (np.abs(comp - gt) * hole).sum(axis=(1, 2, 3)) / (3 * hole.sum(axis=(1, 2, 3)))
+    assert metrics["buckets"][label]["psnr"] == pytest.approx(np.mean(10 * np.log10(1 / mse)), abs=1e-3)
+    assert metrics["buckets"][label]["l1_hole"] == pytest.approx(l1.mean(), abs=1e-5)
+    assert 0 < metrics["overall"]["ssim"] <= 1
+
+
+def test_weights_pt_is_a_small_fp16_file_loaded_with_weights_only(reference):
+    run_dir, _ = reference
+    blob = torch.load(run_dir / "weights.pt", weights_only=True)
+    assert blob["kind"] == "pconv" and blob["model_args"] == {"image_size": 64, "layers": 5, "width": 8}
+    floats = [v for v in blob["state_dict"].values() if v.is_floating_point()]
+    assert floats and all(v.dtype == torch.float16 for v in floats)
+    model = load_model(run_dir)
+    assert isinstance(model, PConvUNet) and not model.training
+    full = load_model(run_dir / "checkpoint.pt")
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    m = torch.ones(1, 1, 64, 64)
+    m[..., 20:40, 10:50] = 0
+    with torch.no_grad():
+        assert torch.allclose(model(x, m), full(x, m), atol=2e-2)
+
+
+def test_finetune_phase_freezes_encoder_batchnorm_and_trains_the_rest(reference):
+    run_dir, snapshots = reference
+    end_of_train, end = snapshots[4], snapshots[6]
+    encoder_bn = [k for k in end if k.startswith("encoders.") and ".bn." in k and "num_batches" not in k]
+    decoder_bn = [k for k in end if k.startswith("decoders.") and ".bn." in k and "num_batches" not in k]
+    assert encoder_bn and decoder_bn
+    for k in encoder_bn:  # affine parameters and running statistics unchanged during fine-tuning
+        assert torch.equal(end_of_train[k], end[k]), k
+    assert any(not torch.equal(end_of_train[k], end[k]) for k in decoder_bn)
+    assert not torch.equal(snapshots[3]["encoders.1.bn.weight"], end_of_train["encoders.1.bn.weight"])
+    # the fine-tuning optimizer only holds the parameters that still require gradients
+    ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    model = PConvUNet(64, None, 8)
+    n_params = len(list(model.parameters()))
+    n_frozen = sum(1 for n, _ in model.named_parameters() if n.startswith("encoders.") and ".bn." in n)
+    assert len(ckpt["optimizers"]["generator"]["param_groups"][0]["params"]) == n_params - n_frozen
+    assert ckpt["optimizers"]["generator"]["param_groups"][0]["lr"] == 5e-5
+
+
+# ---------------------------------------------------------------------------------------------------
+# Resume
+# ---------------------------------------------------------------------------------------------------
+
+
+class Killed(Exception):
+    pass
+
+
+def test_training_resumes_after_kill_without_losing_steps(reference, photos, tmp_path):
+    """Stop at step 5 (checkpoint from step 4, the phase boundary), resume: identical to no stop."""
+    ref_dir, _ = reference
+
+    def die_at_5(info):
+        if info["step"] == 5:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(tiny_pconv(photos), tmp_path / "run", progress=False, callback=die_at_5)
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["step"] == 4
+    assert len(read_rows(tmp_path / "run" / "history.csv")) == 5  # row 5 is logged again after resume
+    train(None, tmp_path / "run", resume=True, progress=False)
+    assert_same_state(state_of(tmp_path / "run"), state_of(ref_dir))
+    ours, ref = read_rows(tmp_path / "run" / "history.csv"), read_rows(ref_dir / "history.csv")
+    assert [r["step"] for r in ours] == [r["step"] for r in ref]
+    compared = [*PCONV_COLUMNS, "epoch", "phase", "lr"]
+    for a, b in zip(ours, ref):
+        assert [a[c] for c in compared] == [b[c] for c in compared]
+    assert load_metrics(tmp_path / "run")["overall"] == load_metrics(ref_dir)["overall"]
+    sessions = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["sessions"]
+    assert [(s["start_step"], s["end_step"]) for s in sessions] == [(0, 4), (4, 6)]
+
+
+_KILL_SCRIPT = """
+import json, sys, time
+from inpaintlib.train import config_from_dict, train
+config = config_from_dict(json.loads(sys.argv[1]))
+train(config, sys.argv[2], progress=False, callback=lambda info: time.sleep(0.4))
+"""
+
+
+@pytest.mark.slow
+def test_training_resumes_after_sigkill_of_the_process(reference, photos, tmp_path):
+    ref_dir, _ = reference
+    config = tiny_pconv(photos)
+    run = tmp_path / "run"
+    payload = json.dumps({"kind": "pconv", **vars(config)})
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", _KILL_SCRIPT, payload, str(run)], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "checkpoint.pt").exists():
+            assert proc.poll() is None, "the training process ended before its first checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint after 120 s"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert not (run / "weights.pt").exists()  # it really died mid-run
+    assert not list(run.glob(".*.tmp"))
+    train(None, run, resume=True, progress=False)
+    assert_same_state(state_of(run), state_of(ref_dir))
+
+
+def test_resume_refuses_changed_settings_and_new_runs_refuse_an_existing_one(reference, photos):
+    ref_dir, _ = reference
+    with pytest.raises(ValueError, match="lr"):
+        train(tiny_pconv(photos, lr=1e-3), ref_dir, resume=True, progress=False)
+    with pytest.raises(ValueError, match="already holds a run"):
+        train(tiny_pconv(photos), ref_dir, progress=False)
+    with pytest.raises(FileNotFoundError, match="cannot resume"):
+        train(tiny_pconv(photos), ref_dir / "nothing-here", resume=True, progress=False)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Robustness
+# ---------------------------------------------------------------------------------------------------
+
+
+def nan_unet(bad_calls):
+    """A PConvUNet whose training-mode forward returns NaN on the given (1-based) calls."""
+
+    class FlakyUNet(PConvUNet):
+        calls = 0
+
+        def forward(self, image, mask):
+            out = super().forward(image, mask)
+            if self.training:
+                FlakyUNet.calls += 1
+                if bad_calls(FlakyUNet.calls):
+                    return out * float("nan")
+            return out
+
+    return FlakyUNet
+
+
+def test_non_finite_loss_skips_the_update_and_keeps_the_state(photos, tmp_path, monkeypatch):
+    monkeypatch.setattr(inpaintlib.models, "PConvUNet", nan_unet(lambda call: call in (2, 3)))
+    states = {}
+
+    def record(info):
+        net = info["networks"]["generator"]
+        states[info["step"]] = ({k: v.clone() for k, v in net.state_dict().items()}, info["skipped"])
+
+    config = tiny_pconv(photos, steps=4, finetune_steps=0)
+    with pytest.warns(RuntimeWarning, match="non-finite loss"):
+        run = train(config, tmp_path / "run", progress=False, callback=record)
+    assert [states[s][1] for s in (1, 2, 3, 4)] == [False, True, True, False]
+    assert_same_state(states[2][0], states[1][0])  # weights and BN statistics untouched
+    assert_same_state(states[3][0], states[1][0])
+    assert all(torch.isfinite(v).all() for v in states[4][0].values() if v.is_floating_point())
+    h = load_history(run)
+    assert h["skipped"].tolist() == [0, 1, 1, 0]
+    assert math.isnan(h["total"][1]) and np.isfinite(h["total"][[0, 3]]).all()
+
+
+def test_many_non_finite_losses_in_a_row_stop_the_run_and_keep_the_last_good_checkpoint(
+    photos, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(inpaintlib.models, "PConvUNet", nan_unet(lambda call: call >= 3))
+    config = tiny_pconv(photos, steps=8, finetune_steps=0, checkpoint_every=1, max_bad_steps=3)
+    with pytest.warns(RuntimeWarning), pytest.raises(RuntimeError, match="3 non-finite losses in a row"):
+        train(config, tmp_path / "run", progress=False)
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert ckpt["step"] == 2
+    assert not (tmp_path / "run" / "weights.pt").exists()
+
+
+def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.pt"
+    train_mod._save_torch({"step": 1, "w": torch.ones(3)}, path)
+    before = path.read_bytes()
+
+    def dying_save(obj, f, *args, **kwargs):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", dying_save)
+    with pytest.raises(OSError, match="disk full"):
+        train_mod._save_torch({"step": 2, "w": torch.zeros(3)}, path)
+    assert path.read_bytes() == before
+    assert torch.load(path, weights_only=True)["step"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]  # no temporary file left
+
+
+# ---------------------------------------------------------------------------------------------------
+# Context Encoder recipe
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_context_encoder_run_logs_both_networks_and_fills_only_the_centre(photos, tmp_path):
+    run = train(tiny_ce(photos), tmp_path / "ce", progress=False)
+    h = load_history(run)
+    assert list(h) == ["step", "epoch", "phase", *CE_COLUMNS, *TAIL_COLUMNS]
+    assert ((h["d_acc"] >= 0) & (h["d_acc"] <= 1)).all()
+    assert np.allclose(h["total"], 0.999 * h["rec"] + 0.001 * h["adv"], rtol=1e-4)
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert set(ckpt["models"]) == set(ckpt["optimizers"]) == {"generator", "discriminator"}
+    assert [g["lr"] for g in ckpt["optimizers"]["discriminator"]["param_groups"]] == [1e-4]
+    assert ckpt["optimizers"]["generator"]["param_groups"][0]["betas"] == (0.5, 0.999)
+    metrics = load_metrics(run)
+    assert list(metrics["buckets"]) == ["center"] and metrics["num_images"] == 2
+    model = load_model(run)
+    assert isinstance(model, ContextEncoder)
+    image = torch.rand(3, 128, 128, generator=torch.Generator().manual_seed(1))
+    mask = torch.ones(1, 128, 128)
+    mask[:, 36:92, 36:92] = 0
+    out = inpaint(model, image, mask)
+    assert torch.equal(out * mask, image * mask) and not torch.equal(out, image)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Several processes
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_torchrun_with_two_cpu_processes_trains_one_model(photos, tmp_path):
+    run = tmp_path / "ddp"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        "-m", "inpaintlib", "train", "pconv", "--out", str(run), "--data", str(photos / "train"),
+        "--val-data", str(photos / "val"), "--size", "64", "--batch-size", "1", "--width", "8",
+        "--steps", "2", "--finetune-steps", "1", "--device", "cpu", "--amp", "off", "--workers", "0",
+        "--vgg-weights", "hed", "--log-every", "1", "--quiet",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=170)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert load_config(run)["environment"]["world_size"] == 2
+    h = load_history(run)
+    assert h["step"].tolist() == [1, 2, 3] and h["phase"].tolist() == ["train", "train", "finetune"]
+    assert np.isfinite(h["total"]).all()
+    assert "| images seen | 6 (batch 1 x 2 process(es))" in (run / "RUN.md").read_text()
+    assert isinstance(load_model(run), PConvUNet)

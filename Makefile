@@ -35,7 +35,7 @@ test-lib: $(VENV)/.installed
 	$(PY) -m pytest -q tests
 
 test-book: $(VENV)/.installed
-	$(PY) -m pytest -q --nbval book --sanitize-with book/nbval_sanitize.cfg -p no:cacheprovider
+	$(PY) -m pytest -q --nbval book --nbval-sanitize-with book/nbval_sanitize.cfg -p no:cacheprovider
 
 bench: $(VENV)/.installed
 	$(PY) bench/bench_partial_conv.py

@@ -206,7 +206,7 @@ def lpips_available() -> tuple[bool, str]:
         return False, f"LPIPS skipped: torchvision AlexNet weights unknown ({err})"
     cached = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
     if not cached.is_file():
-        return False, f"LPIPS skipped: AlexNet weights not found at {cached} (no downloads are made)"
+        return False, f"LPIPS skipped: AlexNet weights ({cached.name}) not in the torch hub cache (no downloads are made)"
     return True, f"LPIPS (AlexNet, torchmetrics) computed with the cached weights {cached.name}"
 
 

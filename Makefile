@@ -2,6 +2,7 @@ SHELL := /bin/bash
 # Two commands do all the set-up (see README.md):
 #   make book   execute the chapters on the embedded photos, then build the HTML book
 #   make test   library tests, then the notebooks checked with nbval
+# (make test also builds the HTML first, so the browser check in tests/test_book.py can look at it.)
 # Both create .venv from the pinned requirements.txt the first time and reuse it afterwards.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -29,7 +30,7 @@ html: $(VENV)/.installed
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 	@echo "Book built: _build/html/index.html"
 
-test: test-lib test-book
+test: html test-lib test-book
 
 test-lib: $(VENV)/.installed
 	$(PY) -m pytest -q tests

@@ -4,3 +4,12 @@ Mask polarity everywhere in the library: **1 = valid (known) pixel, 0 = hole**.
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # ``inpaintlib.inpaint(model, image, mask)`` without importing torch-heavy modules at package import.
+    if name == "inpaint":
+        from .inference import inpaint
+
+        return inpaint
+    raise AttributeError(f"module 'inpaintlib' has no attribute {name!r}")

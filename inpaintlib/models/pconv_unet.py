@@ -63,7 +63,7 @@ class _EncoderLevel(nn.Module):
     def __init__(self, c_in: int, c_out: int, kernel: int, bn: bool) -> None:
         super().__init__()
         # A bias right before BN is cancelled by BN's mean subtraction: leave it out.
-        self.conv = PartialConv2d(c_in, c_out, kernel, stride=2, padding=kernel // 2, bias=not bn)
+        self.conv = PartialConv2d(c_in, c_out, kernel, stride=2, padding=kernel // 2, bias=not bn, check_mask_values=False)
         self.bn = nn.BatchNorm2d(c_out) if bn else None
         self.act = nn.ReLU(inplace=True)
 
@@ -80,7 +80,7 @@ class _DecoderLevel(nn.Module):
     def __init__(self, c_up: int, c_skip: int, c_out: int, last: bool) -> None:
         super().__init__()
         self.c_up, self.c_skip = c_up, c_skip
-        self.conv = PartialConv2d(c_up + c_skip, c_out, 3, stride=1, padding=1, bias=last)
+        self.conv = PartialConv2d(c_up + c_skip, c_out, 3, stride=1, padding=1, bias=last, check_mask_values=False)
         self.bn = None if last else nn.BatchNorm2d(c_out)
         self.act = None if last else nn.LeakyReLU(0.2, inplace=True)
 
@@ -199,6 +199,10 @@ class PConvUNet(nn.Module):
         if not isinstance(mask, Tensor) or mask.dim() != 4 or mask.shape[1] != 1 or mask.shape[2:] != image.shape[2:]:
             shape = tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__
             raise ValueError(f"PConvUNet expects mask of shape (N, 1, {h}, {w}) (1 = valid, 0 = hole), got {shape}")
+        # The 0/1 check runs once here rather than in each of the ~15 partial convs (one host sync
+        # per layer on a GPU); inner layers receive masks that eq. (7) makes binary by construction.
+        if mask.dtype != torch.bool and not bool(((mask == 0) | (mask == 1)).all()):
+            raise ValueError("PConvUNet expects a binary mask (1 = valid, 0 = hole); it holds other values")
         if mask.shape[0] != n:
             if mask.shape[0] != 1:
                 raise ValueError(f"mask batch size {mask.shape[0]} does not match image batch size {n} (or 1)")

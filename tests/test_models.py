@@ -255,3 +255,17 @@ def test_pconv_unet_rejects_a_non_binary_mask_once_at_the_input():
     model = PConvUNet(64, width=8)
     with pytest.raises(ValueError, match="binary mask"):
         model(torch.rand(1, 3, 64, 64), torch.full((1, 1, 64, 64), 0.5))
+
+
+def test_context_encoder_matrix_product_layers_equal_the_convolutions_they_replace():
+    from inpaintlib.models.context_encoder import _FromVectorConvTranspose2d, _WholeWindowConv2d
+
+    torch.manual_seed(0)
+    conv = _WholeWindowConv2d(16, 30, 4, bias=False)
+    x = torch.randn(3, 16, 4, 4)
+    reference = F.conv2d(x, conv.weight)
+    torch.testing.assert_close(conv(x), reference)
+    torch.testing.assert_close(conv(x.to(memory_format=torch.channels_last)), reference)
+    up = _FromVectorConvTranspose2d(30, 8, 4, bias=False)
+    z = torch.randn(3, 30, 1, 1)
+    torch.testing.assert_close(up(z), F.conv_transpose2d(z, up.weight))

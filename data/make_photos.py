@@ -9,7 +9,7 @@ command-line tools and Pillow.
 
 Usage::
 
-    python data/make_photos.py              # download into /tmp/inpaint-photos, rebuild
+    python data/make_photos.py              # download into <tempdir>/inpaint-photos, rebuild
     python data/make_photos.py --work DIR   # choose the download/extraction folder
     python data/make_photos.py --check      # only report size, counts and near-duplicates
 
@@ -36,6 +36,7 @@ out for an independent evaluation of the trained models.
 """
 from __future__ import annotations
 
+import tempfile
 import argparse
 import fnmatch
 import hashlib
@@ -699,8 +700,8 @@ def report() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--work", type=Path, default=Path("/tmp/inpaint-photos"),
-                        help="download/extraction folder (default /tmp/inpaint-photos)")
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "inpaint-photos",
+                        help="download/extraction folder (default: inpaint-photos in the temp folder)")
     parser.add_argument("--check", action="store_true", help="only report on data/photos")
     args = parser.parse_args(argv)
     if args.check:

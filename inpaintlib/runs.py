@@ -23,7 +23,7 @@ previous row; ``data_wait`` is the fraction of step time spent waiting for the d
 ``metrics.json`` schema::
 
     {"kind": "pconv", "step": 400, "num_images": 30, "image_size": 128,
-     "buckets": {"0.01-0.1": {"psnr": 31.2, "ssim": 0.95, "l1_hole": 0.04, "n": 30}, ...},
+     "buckets": {"0.01-0.1": {"psnr": 31.2, "ssim": 0.95, "l1_hole": 4.1, "n": 30}, ...},
      "overall": {"psnr": ..., "ssim": ..., "l1_hole": ..., "n": 180}}
 
 (for the Context Encoder the only bucket is ``"center"``).

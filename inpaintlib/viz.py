@@ -472,7 +472,9 @@ def run_info(run_dir: str | Path) -> dict[str, Any]:
     if (run_dir / "config.json").is_file():
         config = json.loads((run_dir / "config.json").read_text())
     flat = _flatten(config)
-    info: dict[str, Any] = {"name": run_dir.name, "profile": flat.get("profile"), "model": flat.get("model")}
+    info: dict[str, Any] = {"name": run_dir.name, "profile": flat.get("profile"), "model": flat.get("model"),
+                            "image_size": flat.get("image_size"), "width": flat.get("width"),
+                            "bottleneck": flat.get("bottleneck")}
     hardware = _first(flat, "hardware", "device_name", "gpu", "device")
     steps = _first(flat, "steps_done", "final_step")
     seconds = _first(flat, "wall_seconds", "seconds", "wall_time_s")
@@ -534,7 +536,7 @@ def _parse_duration(text: str) -> float | None:
 
 
 def run_caption(run_dir: str | Path) -> str:
-    """A caption fragment naming a run: ``run 'ce': <hardware>, 12,000 steps, 95 min``."""
+    """A caption fragment naming a run: ``run 'ce': <hardware>, profile gpu, 128 px, width 32, bottleneck 1000, 11,000 steps, 6 min``."""
     info = run_info(run_dir)
     parts = [f"run '{info['name']}'"]
     detail = []
@@ -542,6 +544,9 @@ def run_caption(run_dir: str | Path) -> str:
         detail.append(str(info["hardware"]))
     if info["profile"]:
         detail.append(f"profile {info['profile']}")
+    if info["image_size"] and info["width"]:  # the shape actually trained, whatever the profile said
+        shape = f"{info['image_size']} px, width {info['width']}"
+        detail.append(shape + (f", bottleneck {info['bottleneck']}" if info["bottleneck"] else ""))
     if info["steps"] is not None:
         detail.append(f"{int(info['steps']):,} steps")
     if info["minutes"] is not None:

@@ -74,11 +74,10 @@ def test_train_help_documents_every_flag():
     assert "ce" in result.stdout and "pconv" in result.stdout
 
 
-def test_train_cli_writes_a_valid_run_directory_in_well_under_a_minute(cli_run):
-    out, result, seconds = cli_run
+def test_train_cli_writes_a_valid_run_directory(cli_run):
+    out, result, _ = cli_run
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout == ""  # --quiet
-    assert seconds < 60
     config = load_config(out)
     assert (config["kind"], config["image_size"], config["width"], config["profile"]) == ("pconv", 64, 8, "cpu")
     assert load_history(out)["step"].tolist() == [1, 2, 3, 4]

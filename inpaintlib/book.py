@@ -5,8 +5,9 @@ notebook of ``book/`` *in place* (so the stored outputs are the ones of this run
 folder as working directory and the papermill parameters ``profile`` and ``train``. Each executed
 notebook is then cleaned: papermill's metadata and timings, per-cell execution metadata and the
 injected-parameters cell go (the chapter's own ``parameters`` cell with its defaults stays), execution
-counts are renumbered, and the outputs are checked for machine paths (``/work/...``, ``/tmp/...``,
-home directories), which would make the committed notebooks depend on the machine that ran them.
+counts are renumbered, and the outputs are checked for machine paths (this repository's folder, the
+temp folder, home directories and other common roots), which would make the committed notebooks depend
+on the machine that ran them.
 
 ``python -m inpaintlib book clean FILE...`` applies only the cleaning step.
 """
@@ -14,6 +15,7 @@ home directories), which would make the committed notebooks depend on the machin
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 import shutil
 import sys
@@ -46,7 +48,7 @@ CHAPTERS: tuple[str, ...] = (
 PROFILES: tuple[str, ...] = ("cpu", "gpu")
 
 # Absolute paths that would tie a committed notebook to one machine. The look-behind keeps relative
-# paths such as ``data/runs/ce`` or ``book/tmp/x`` from matching.
+# paths such as ``data/runs/ce`` or ``book/tmp`` from matching.
 _MACHINE_PATH = re.compile(
     r"(?<![\w.~-])(?:/(?:work|tmp|root|home|Users|private|var/folders|mnt|opt/conda|usr/local/lib)"
     r"(?:/[\w.@+-]+)*|[A-Za-z]:\\\\?(?:Users|Windows)[\w\\. -]*)"
@@ -111,18 +113,37 @@ def _as_text(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
 
+@functools.lru_cache(maxsize=1)
+def _this_machine_paths() -> re.Pattern[str]:
+    """This machine's own folders (repository, temp folder, home), wherever they are."""
+    roots = {str(book_dir().parent), tempfile.gettempdir(), str(Path.home())}
+    roots = sorted((r.rstrip("/") for r in roots if len(r.strip("/")) > 0), key=len, reverse=True)
+    return re.compile(r"(?<![\w.~-])(?:" + "|".join(map(re.escape, roots)) + r")(?:/[\w.@+-]+)*")
+
+
 def find_machine_paths(nb: nbformat.NotebookNode) -> list[tuple[int, str]]:
     """Return ``(cell index, path)`` for every absolute machine path in outputs or metadata.
 
-    Cell sources are checked too: a chapter should never hard-code such a path.
+    Cell sources are checked too: a chapter should never hard-code such a path.  A path counts when it
+    starts at a common machine root (``_MACHINE_PATH``) or at one of this machine's own folders.
     """
+    patterns = (_this_machine_paths(), _MACHINE_PATH)
+
+    def found(index: int, text: str) -> list[tuple[int, str]]:
+        spans: dict[int, str] = {}
+        for pattern in patterns:
+            for m in pattern.finditer(text):
+                if not any(start <= m.start() < start + len(p) for start, p in spans.items()):
+                    spans[m.start()] = m.group(0)
+        return [(index, spans[start]) for start in sorted(spans)]
+
     hits: list[tuple[int, str]] = []
     for index, text in _iter_output_text(nb):
-        hits.extend((index, m.group(0)) for m in _MACHINE_PATH.finditer(text))
+        hits.extend(found(index, text))
     for index, cell in enumerate(nb.cells):
-        hits.extend((index, m.group(0)) for m in _MACHINE_PATH.finditer(_as_text(cell.get("source", ""))))
-        hits.extend((index, m.group(0)) for m in _MACHINE_PATH.finditer(str(cell.get("metadata", {}))))
-    hits.extend((-1, m.group(0)) for m in _MACHINE_PATH.finditer(str(nb.get("metadata", {}))))
+        hits.extend(found(index, _as_text(cell.get("source", ""))))
+        hits.extend(found(index, str(cell.get("metadata", {}))))
+    hits.extend(found(-1, str(nb.get("metadata", {}))))
     return hits
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -44,7 +45,7 @@ def _tiny_notebook() -> nbformat.NotebookNode:
     result.execution_count = 9
     result.outputs = [nbformat.v4.new_output("execute_result", data={"text/plain": "2"}, execution_count=9)]
     nb.cells = [error_note, params, injected, work, result]
-    nb.metadata["papermill"] = {"input_path": "/work/main/book/x.ipynb", "output_path": "/tmp/x.ipynb"}
+    nb.metadata["papermill"] = {"input_path": str(REPO / "book/x.ipynb"), "output_path": str(TEMP / "x.ipynb")}
     nb.metadata["language_info"] = {"name": "python", "version": "3.11.7"}
     return nb
 
@@ -70,13 +71,18 @@ def test_clean_notebook_renumbers_executed_cells() -> None:
     assert nb.cells[2].outputs[0]["execution_count"] == 2
 
 
+REPO = book.book_dir().parent  # this machine's real folders, wherever the clone and the temp folder are
+TEMP = Path(tempfile.gettempdir())
+
+
 @pytest.mark.parametrize(
     "text, found",
     [
-        ("saved to /work/main/data/runs/ce", ["/work/main/data/runs/ce"]),
-        ("cache at /root/.cache/torch/hub", ["/root/.cache/torch/hub"]),
-        ("see /tmp/pytest-1/x.png and /home/ana/photos", ["/tmp/pytest-1/x.png", "/home/ana/photos"]),
-        ("run directory: data/runs/ce, 1/2 of the pixels, book/tmp/x", []),
+        (f"saved to {REPO / 'data/runs/ce'}", [str(REPO / "data/runs/ce")]),
+        (f"cache at {Path.home() / '.cache/torch/hub'}", [str(Path.home() / ".cache/torch/hub")]),
+        (f"see {TEMP / 'pytest-1/x.png'} and /home/ana/photos", [str(TEMP / "pytest-1/x.png"), "/home/ana/photos"]),
+        ("on another machine: /Users/ana/inpaint-book/data", ["/Users/ana/inpaint-book/data"]),
+        ("run directory: data/runs/ce, 1/2 of the pixels, book/tmp", []),
     ],
 )
 def test_find_machine_paths_in_outputs(text: str, found: list[str]) -> None:

@@ -1,6 +1,6 @@
 """Reading run directories: the contract between training, evaluation, the CLI and the book.
 
-:func:`inpaintlib.train.train` writes one directory per run (see ``DESIGN.md``)::
+:func:`inpaintlib.train.train` writes one directory per run::
 
     config.json      every setting (flat, as in CEConfig / PConvConfig) + "kind" + "environment"
     history.csv      one row per logged step (columns below)

@@ -3,7 +3,7 @@
 Each function takes tensors, arrays or a run directory and returns a ``matplotlib.figure.Figure``
 (the chapter then calls ``plt.show()``), so the same code plots a stored run and a run a reader has
 just trained. Functions that read a run directory only read the files of the run-directory contract
-(``config.json``, ``history.csv``, ``samples/``, ``metrics.json``, ``RUN.md``; see DESIGN.md).
+(``config.json``, ``history.csv``, ``samples/``, ``metrics.json``, ``RUN.md``; see ``inpaintlib.runs``).
 
 Figures of the course report reproduced here: Fig 3 (:func:`plot_mean_filter`), Fig 4
 (:func:`plot_gan_losses`), Fig 5 (:func:`plot_discriminator_accuracy`), Fig 6
@@ -12,9 +12,7 @@ Figures of the course report reproduced here: Fig 3 (:func:`plot_mean_filter`), 
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -461,78 +459,29 @@ def read_history(run_dir: str | Path) -> dict[str, np.ndarray]:
 
 
 def run_info(run_dir: str | Path) -> dict[str, Any]:
-    """What a caption needs about a run: name, model, hardware, steps, minutes, images seen, profile.
+    """What a caption needs about a run: name, kind, profile, hardware, trained shape, steps, minutes.
 
-    Read from ``config.json``, ``history.csv`` and ``RUN.md`` (fields missing there are ``None``).
+    Read from the run directory's ``config.json`` and ``history.csv`` (see ``inpaintlib.runs``); the
+    minutes are the wall time summed over every session of the run.
     """
+    from inpaintlib.runs import load_config
+
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"run directory not found: {run_dir}")
-    config: dict[str, Any] = {}
-    if (run_dir / "config.json").is_file():
-        config = json.loads((run_dir / "config.json").read_text())
-    flat = _flatten(config)
-    info: dict[str, Any] = {"name": run_dir.name, "profile": flat.get("profile"), "model": flat.get("model"),
-                            "image_size": flat.get("image_size"), "width": flat.get("width"),
-                            "bottleneck": flat.get("bottleneck")}
-    hardware = _first(flat, "hardware", "device_name", "gpu", "device")
-    steps = _first(flat, "steps_done", "final_step")
-    seconds = _first(flat, "wall_seconds", "seconds", "wall_time_s")
-    try:
-        hist = read_history(run_dir)
-        if "step" in hist and len(hist["step"]):
-            steps = int(np.nanmax(hist["step"]))
-        for key in ("seconds", "time_s", "elapsed_s", "wall_s"):
-            if key in hist and len(hist[key]):
-                seconds = float(np.nanmax(hist[key]))
-                break
-    except (FileNotFoundError, ValueError):
-        pass
-    card = run_dir / "RUN.md"
-    if card.is_file():
-        text = card.read_text()
-        found = _card_field(text, "hardware", "device", "gpu")
-        hardware = found or hardware
-        wall = _card_field(text, "wall time", "wall-clock", "training time")
-        if seconds is None and wall:
-            seconds = _parse_duration(wall)
-    info.update(hardware=hardware, steps=steps, seconds=seconds,
-                minutes=None if seconds is None else seconds / 60.0)
-    return info
-
-
-def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, Mapping):
-            for kk, vv in _flatten(v).items():
-                out.setdefault(kk, vv)
-        else:
-            out.setdefault(k, v)
-    return out
-
-
-def _first(d: Mapping[str, Any], *keys: str) -> Any:
-    for k in keys:
-        if d.get(k) not in (None, ""):
-            return d[k]
-    return None
-
-
-def _card_field(text: str, *names: str) -> str | None:
-    for name in names:
-        m = re.search(rf"^\W*{re.escape(name)}\W*[:|]\s*(.+?)\s*\|?\s*$", text, flags=re.I | re.M)
-        if m:
-            return m.group(1).strip(" *|")
-    return None
-
-
-def _parse_duration(text: str) -> float | None:
-    total, found = 0.0, False
-    for value, unit in re.findall(r"([\d.]+)\s*(h|hours?|min|minutes?|m\b|s\b|sec|seconds?)", text):
-        found = True
-        total += float(value) * (3600 if unit.startswith("h") else 60 if unit.startswith("m") else 1)
-    return total if found else None
+    config = load_config(run_dir)
+    hist = read_history(run_dir)
+    logged = len(hist.get("step", ()))
+    seconds = float(hist["seconds"][-1]) if logged and "seconds" in hist else None
+    return {
+        "name": run_dir.name,
+        "kind": config.get("kind"),
+        "profile": config.get("profile"),
+        "hardware": config.get("environment", {}).get("device_name"),
+        "image_size": config.get("image_size"),
+        "width": config.get("width"),
+        "bottleneck": config.get("bottleneck"),
+        "steps": int(hist["step"][-1]) if logged else None,
+        "minutes": None if seconds is None else seconds / 60.0,
+    }
 
 
 def run_caption(run_dir: str | Path) -> str:

@@ -106,6 +106,7 @@ class TrainConfig:
     compile: bool = False
     num_workers: int | None = None  # DataLoader workers; None = 0 on CPU, all cores but one (<= 16) on CUDA
     max_bad_steps: int = 20  # this many non-finite losses in a row stop the run
+    init_from: str | None = None  # start the model from another run's weights (run dir or weights.pt)
     profile: str | None = None  # name of the profile the settings came from (a label only)
 
     kind: ClassVar[str] = ""
@@ -537,6 +538,23 @@ def _adam(params, lr: float, betas: tuple[float, float], device: torch.device) -
     return torch.optim.Adam(list(params), lr=lr, betas=tuple(betas), fused=device.type in ("cuda", "cpu"))
 
 
+def _load_initial_weights(module: nn.Module, source: str) -> None:
+    """Copy the inpainting model of another run into ``module`` (``init_from``: train a stored run
+    further, on other data or another machine; optimiser state starts afresh)."""
+    from inpaintlib.runs import load_model
+
+    donor = load_model(source)
+    if type(donor) is not type(module):
+        raise ValueError(f"init_from {source} holds a {type(donor).__name__}, not a {type(module).__name__}")
+    try:
+        module.load_state_dict(donor.state_dict())
+    except RuntimeError as error:
+        raise ValueError(
+            f"init_from {source}: its weights do not fit this model (same width, layers and bottleneck needed): "
+            f"{str(error).splitlines()[0]}"
+        ) from None
+
+
 class _Recipe:
     """What differs between the models: networks, optimizers, one training step, inpainting."""
 
@@ -554,6 +572,8 @@ class _Recipe:
 
     # -- setup helpers
     def _add_network(self, name: str, module: nn.Module) -> None:
+        if name == "generator" and self.config.init_from:
+            _load_initial_weights(module, self.config.init_from)
         module = module.to(self.device, memory_format=self.memory_format)
         self.networks[name] = module
         self.scalers[name] = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
@@ -1367,6 +1387,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--finetune-steps", type=int, help="pconv only: steps of the fine-tuning phase (encoder BN frozen)")
     p.add_argument("--width", type=int, help="channels of the first layer (64 in the report)")
     p.add_argument("--bottleneck", type=int, help="ce only: channels of the bottleneck (4000 in the report)")
+    p.add_argument("--init-from", help="start the model from another run's weights (run directory or weights.pt)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], help="mixed precision (default auto)")
@@ -1391,6 +1412,7 @@ _FLAG_TO_FIELD = {
     "finetune_steps": "finetune_steps",
     "width": "width",
     "bottleneck": "bottleneck",
+    "init_from": "init_from",
     "device": "device",
     "amp": "amp",
     "compile": "compile",

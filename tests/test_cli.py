@@ -20,7 +20,7 @@ from inpaintlib.train import cli as train_cli
 
 TRAIN_FLAGS = [
     "--profile", "--data", "--val-data", "--size", "--batch-size", "--steps", "--finetune-steps", "--out",
-    "--resume", "--device", "--width", "--amp", "--compile", "--workers", "--seed", "--quiet",
+    "--resume", "--init-from", "--bottleneck", "--device", "--width", "--amp", "--compile", "--workers", "--seed", "--quiet",
 ]  # fmt: skip
 INPAINT_FLAGS = ["--checkpoint", "--image", "--mask", "--out", "--invert-mask", "--device"]
 

@@ -467,3 +467,30 @@ def test_torchrun_with_two_cpu_processes_trains_one_model(photos, tmp_path):
     assert np.isfinite(h["total"]).all()
     assert "| images seen | 6 (batch 1 x 2 process(es))" in (run / "RUN.md").read_text()
     assert isinstance(load_model(run), PConvUNet)
+
+
+def test_init_from_starts_a_new_run_from_a_stored_runs_weights(photos, reference, tmp_path):
+    run_dir, _ = reference
+    donor = load_model(run_dir)
+    seen = {}
+
+    def first_step(info):
+        if info["step"] == 1:
+            net = info["networks"]["generator"]
+            seen.update({k: v.detach().clone() for k, v in net.state_dict().items()})
+
+    # a learning rate of ~0 leaves the first step's weights where init_from put them
+    config = tiny_pconv(photos, steps=1, finetune_steps=0, lr=1e-12, init_from=str(run_dir))
+    train(config, tmp_path / "continued", progress=False, callback=first_step)
+    for name, value in donor.state_dict().items():
+        if value.is_floating_point() and "running" not in name:
+            torch.testing.assert_close(seen[name], value, atol=1e-6, rtol=0)
+    assert load_config(tmp_path / "continued")["init_from"] == str(run_dir)
+
+
+def test_init_from_refuses_weights_of_another_shape(photos, reference, tmp_path):
+    run_dir, _ = reference
+    with pytest.raises(ValueError, match="do not fit this model"):
+        train(tiny_pconv(photos, width=16, init_from=str(run_dir)), tmp_path / "wider", progress=False)
+    with pytest.raises(ValueError, match="not a ContextEncoder"):
+        train(tiny_ce(photos, init_from=str(run_dir)), tmp_path / "ce", progress=False)

@@ -103,6 +103,15 @@ def load_image(path: str | Path) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))  # (3, H, W)
 
 
+CACHE_LIMIT_BYTES = 2 * 1024**3  # PhotoFolder(cache="auto") keeps decoded photos up to this size in memory
+
+
+def _decoded_bytes(path: Path) -> int:
+    """Approximate memory of a decoded photo (from its header only)."""
+    with Image.open(path) as image:
+        return image.width * image.height * max(3, len(image.getbands()))
+
+
 def _check_readable(path: Path) -> str | None:
     """Cheap validity check (header parse + Pillow's verify, no full decode); returns a reason or None."""
     try:
@@ -181,6 +190,11 @@ class PhotoFolder(Dataset):
         extensions: file suffixes to include, compared case-insensitively.
         files: explicit list of image files (absolute, or relative to ``root``) used instead of
             scanning ``root``; e.g. a dataset's official file list.
+        cache: ``True`` decodes every photo once, at construction, and keeps the pixels in memory
+            (decoding a JPEG costs far more than cropping it, and a fast GPU can outrun the loader
+            workers otherwise); files that fail to decode are then skipped with the same warning.
+            ``"auto"`` caches when the decoded photos take at most :data:`CACHE_LIMIT_BYTES`.
+            DataLoader workers started by fork share the cache without copying it.
 
     Attributes:
         files: the readable image files, in order (``dataset[i]`` comes from ``files[i]``).
@@ -195,6 +209,7 @@ class PhotoFolder(Dataset):
         extensions: Iterable[str] = IMAGE_EXTENSIONS,
         *,
         files: Sequence[str | Path] | None = None,
+        cache: bool | str = False,
     ) -> None:
         root = Path(root)
         if not root.exists():
@@ -217,6 +232,8 @@ class PhotoFolder(Dataset):
             candidates = _find_images(root, extensions)
         else:
             candidates = [p if Path(p).is_absolute() else root / p for p in map(Path, files)]
+        if cache not in (True, False, "auto"):
+            raise ValueError(f"cache must be True, False or 'auto', got {cache!r}")
         readable, skipped = [], []
         for path in candidates:
             reason = _check_readable(path) if path.is_file() else "file not found"
@@ -224,6 +241,18 @@ class PhotoFolder(Dataset):
                 readable.append(path)
             else:
                 skipped.append(f"{path} ({reason})")
+        if cache == "auto":
+            cache = sum(_decoded_bytes(path) for path in readable) <= CACHE_LIMIT_BYTES
+        pixels: list[np.ndarray] | None = None
+        if cache:
+            pixels, kept = [], []
+            for path in readable:
+                try:
+                    pixels.append(_decode(path))
+                    kept.append(path)
+                except ValueError as error:  # e.g. a truncated JPEG that passed the header check
+                    skipped.append(f"{path} ({error.__cause__ or error})")
+            readable = kept
         if skipped:
             shown = "; ".join(skipped[:20]) + (f"; ... and {len(skipped) - 20} more" if len(skipped) > 20 else "")
             warnings.warn(
@@ -240,6 +269,7 @@ class PhotoFolder(Dataset):
         self.train = bool(train)
         self.scale = scale
         self.files: list[Path] = readable
+        self._pixels = pixels  # decoded photos when cached, else None
 
     def __len__(self) -> int:
         return len(self.files)
@@ -255,7 +285,8 @@ class PhotoFolder(Dataset):
     def __getitem__(self, index: int) -> torch.Tensor:
         # numpy/OpenCV throughout: small torch ops wake its thread pool, which costs milliseconds
         # each on a busy 2-core machine when no DataLoader worker has set one thread.
-        image = _decode(self.files[index])  # (H, W, C) in its storage type; converted after cropping
+        # (H, W, C) in its storage type, converted after cropping; the cached array is never written to
+        image = self._pixels[index] if self._pixels is not None else _decode(self.files[index])
         window = self.size
         if self.train and self.scale is not None:
             lo, hi = self.scale

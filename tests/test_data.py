@@ -221,6 +221,30 @@ def test_photo_folder_skips_corrupt_files_with_one_warning(tmp_path):
     assert [p.name for p in dataset.files] == ["good.png", "good2.jpg"]
 
 
+def test_cached_photo_folder_gives_the_same_crops_and_skips_photos_that_fail_to_decode(tmp_path):
+    make_folder(tmp_path, {"a.png": (40, 30), "b.jpg": (20, 70), "c.png": (64, 64)})
+    buffer = io.BytesIO()
+    Image.fromarray(random_rgb(48, 48)).save(buffer, "JPEG")
+    (tmp_path / "d_cut.jpg").write_bytes(buffer.getvalue()[:-300])  # header intact, scan data cut short
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = PhotoFolder(tmp_path, 32, train=True, scale=(0.7, 1.4))
+    assert "d_cut.jpg" in [p.name for p in plain.files]  # the header check alone lets it through
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cached = PhotoFolder(tmp_path, 32, train=True, scale=(0.7, 1.4), cache=True)
+    assert [p.name for p in cached.files] == ["a.png", "b.jpg", "c.png"]
+    assert len(caught) == 1 and "d_cut.jpg" in str(caught[0].message)
+    for i in range(3):
+        torch.manual_seed(i)
+        from_disk = plain[i]
+        torch.manual_seed(i)
+        assert torch.equal(cached[i], from_disk)
+    assert PhotoFolder(tmp_path, 32, files=["a.png"], cache="auto")._pixels is not None  # tiny: cached
+    with pytest.raises(ValueError, match="cache must be"):
+        PhotoFolder(tmp_path, 32, cache="yes")
+
+
 def test_photo_folder_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere"):
         PhotoFolder(tmp_path / "nowhere", 32)

@@ -1,0 +1,99 @@
+"""Devices, mixed precision and the process group ``torchrun`` describes (DistributedDataParallel).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"``/None picks CUDA, then Apple MPS, then CPU; anything else is passed to ``torch.device``."""
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but torch.cuda.is_available() is False")
+    return device
+
+
+def _cpu_has_bf16() -> bool:
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        fn = getattr(torch.cpu, probe, None)
+        try:
+            if fn is not None and fn():
+                return True
+        except Exception:  # private API: absent or failing means "no"
+            pass
+    return False
+
+
+def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype for ``amp`` on ``device`` (None = full fp32).
+
+    "auto" is bf16 on CUDA GPUs that support it (fp16 with a GradScaler on older ones) and on CPUs
+    with native bf16 instructions (avx512_bf16 / AMX), where it halves the step time; fp32 elsewhere.
+    """
+    if amp == "off":
+        return None
+    if amp == "bf16":
+        return torch.bfloat16
+    if amp == "fp16":
+        if device.type != "cuda":
+            raise ValueError("amp='fp16' is for CUDA devices; use 'bf16' or 'off' on CPU/MPS")
+        return torch.float16
+    if amp != "auto":
+        raise ValueError(f"amp must be 'auto', 'bf16', 'fp16' or 'off', got {amp!r}")
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and _cpu_has_bf16():
+        return torch.bfloat16
+    return None
+
+
+@dataclass
+class _Dist:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    owns_group: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _setup_distributed(device_pref: str | torch.device | None) -> _Dist:
+    """Join the process group torchrun describes in the environment (RANK, WORLD_SIZE, ...), if any."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1 or "RANK" not in os.environ:
+        return _Dist()
+    owns = False
+    if not dist.is_initialized():
+        wants_cuda = resolve_device(device_pref).type == "cuda"
+        dist.init_process_group(backend="nccl" if wants_cuda else "gloo")
+        owns = True
+    return _Dist(dist.get_rank(), int(os.environ.get("LOCAL_RANK", "0")), dist.get_world_size(), owns)
+
+
+def _all_ok(flag: bool, device: torch.device, dd: _Dist) -> bool:
+    """True only if ``flag`` holds on every process (so all of them skip or step together)."""
+    if not dd.enabled:
+        return flag
+    t = torch.tensor([1 if flag else 0], device=device, dtype=torch.int32)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t.item())

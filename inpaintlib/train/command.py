@@ -45,8 +45,27 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-minutes", type=float, help="minutes between checkpoints (default 10)")
     p.add_argument("--eval-images", type=int, help="validation photos scored in metrics.json (default all)")
     p.add_argument("--vgg-weights", choices=["auto", "imagenet", "hed"], help="pconv only: VGG16 for the loss")
+    p.add_argument("--loss-weights", type=_loss_weights,
+                   help="pconv only: change eq. (12)'s weights, e.g. style=0,perceptual=0 "
+                   "(keys valid, hole, perceptual, style, tv; default 1, 6, 0.05, 120, 0.1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no messages")
     return p
+
+
+def _loss_weights(text: str) -> dict[str, float]:
+    """``"style=0,perceptual=0"`` -> ``{"style": 0.0, "perceptual": 0.0}``."""
+    weights = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        try:
+            weights[key.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise argparse.ArgumentTypeError(f"expected NAME=NUMBER pairs separated by commas, got {item!r}")
+    if not weights:
+        raise argparse.ArgumentTypeError("give at least one NAME=NUMBER pair")
+    return weights
 
 
 _FLAG_TO_FIELD = {
@@ -69,6 +88,7 @@ _FLAG_TO_FIELD = {
     "checkpoint_minutes": "checkpoint_every_minutes",
     "eval_images": "eval_images",
     "vgg_weights": "vgg_weights",
+    "loss_weights": "loss_weights",
 }
 
 
@@ -78,7 +98,7 @@ def cli(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     overrides = {f: getattr(args, a) for a, f in _FLAG_TO_FIELD.items() if getattr(args, a) is not None}
     if args.kind == "ce":
-        for flag in ("finetune_steps", "vgg_weights"):
+        for flag in ("finetune_steps", "vgg_weights", "loss_weights"):
             if flag in overrides:
                 parser.error(f"--{flag.replace('_', '-')} applies to pconv only")
     elif "bottleneck" in overrides:

@@ -203,6 +203,8 @@ def test_run_directory_holds_every_file_with_the_documented_columns(reference):
     assert config["kind"] == "pconv" and config["environment"]["torch_version"] == torch.__version__
     card = (run_dir / "RUN.md").read_text()
     assert "4 train + 2 fine-tune" in card and "| images seen | 12 " in card
+    assert "| loss | eq. (12): valid 1, hole 6, perceptual 0.05, style 120, tv 0.1 |" in card
+    assert "started from" not in card
 
 
 def test_metrics_json_matches_an_independent_psnr_of_the_composite(reference, photos):
@@ -473,6 +475,7 @@ def test_init_from_starts_a_new_run_from_a_stored_runs_weights(photos, reference
         if value.is_floating_point() and "running" not in name:
             torch.testing.assert_close(seen[name], value, atol=1e-6, rtol=0)
     assert load_config(tmp_path / "continued")["init_from"] == str(run_dir)
+    assert f"| started from | the weights of `{run_dir}`" in (tmp_path / "continued" / "RUN.md").read_text()
 
 
 def test_init_from_refuses_weights_of_another_shape(photos, reference, tmp_path):

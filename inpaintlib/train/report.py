@@ -150,6 +150,22 @@ def _duration(seconds: float) -> str:
     return f"{h} h {m:02d} min" if h else f"{m} min {s:02d} s"
 
 
+def _loss_rows(config: TrainConfig) -> list[str]:
+    """Card rows for what a run was started from and, for PConv, which loss weights it used."""
+    rows = []
+    if config.init_from:
+        rows.append(f"| started from | the weights of `{_portable(str(config.init_from))}` "
+                    "(its own card has the steps and time spent there) |")
+    if isinstance(config, PConvConfig):
+        from inpaintlib.losses import DEFAULT_PCONV_WEIGHTS
+
+        weights = {**DEFAULT_PCONV_WEIGHTS, **(config.loss_weights or {})}
+        text = ", ".join(f"{k} {v:g}" for k, v in weights.items())
+        changed = weights != DEFAULT_PCONV_WEIGHTS
+        rows.append(f"| loss | {'**changed from** eq. (12)' if changed else 'eq. (12)'}: {text} |")
+    return rows
+
+
 def _write_run_card(
     out_dir: Path, config: TrainConfig, env: dict, state: dict, metrics: dict, n_train: int, n_val: int
 ) -> None:
@@ -182,6 +198,7 @@ def _write_run_card(
         f"| steps | {step_text} |",
         f"| images seen | {steps * global_batch:,} (batch {config.batch_size} x {env['world_size']} process(es)) |",
         f"| image size | {config.image_size} px |",
+        *_loss_rows(config),
         f"| training data | {data}: {n_train} photos |",
         f"| validation data | {val}: {n_val} photos ({metrics['num_images']} scored) |",
         f"| throughput | {np.median(speeds) if speeds else float('nan'):.1f} images/s (median of history rows) |",

@@ -68,6 +68,8 @@ __all__ = [
     "model_method",
     "evaluate",
     "summarize",
+    "read_summary",
+    "against_classical",
     "summary_markdown",
     "write_metrics_csv",
     "write_summary",
@@ -745,6 +747,46 @@ def summarize(rows: Sequence[Mapping]) -> list[dict]:
             for key in ("hole_ratio", *metrics, "seconds"):
                 entry[key] = sum(float(r[key]) for r in sel) / len(sel)
             out.append(entry)
+    return out
+
+
+def read_summary(path: str | Path) -> list[dict]:
+    """The rows of a summary.csv written by :func:`write_summary`, numbers as numbers."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no evaluation summary at {path}; write one with python -m inpaintlib evaluate ... --out")
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        for k, v in r.items():
+            if k not in ("method", "bucket"):
+                r[k] = int(v) if k == "n" else float(v)
+    return rows
+
+
+def against_classical(
+    summary: Sequence[Mapping], method: str = "pconv", others: Sequence[str] = ("telea", "ns", "biharmonic")
+) -> list[dict]:
+    """Per bucket: does ``method`` beat every one of ``others`` on mean PSNR and on mean hole L1?
+
+    Each row: bucket, psnr, best_psnr (value, method), beats_psnr, l1_hole, best_l1 (value, method),
+    beats_l1 -- "best" among ``others``. Buckets where ``method`` or any of ``others`` is missing are left out.
+    """
+    cell = {(s["method"], s["bucket"]): s for s in summary}
+    out = []
+    for bucket in dict.fromkeys(s["bucket"] for s in summary):
+        if (method, bucket) not in cell or any((o, bucket) not in cell for o in others):
+            continue
+        ours, rivals = cell[(method, bucket)], [cell[(o, bucket)] for o in others]
+        top_psnr = max(rivals, key=lambda r: r["psnr"])
+        top_l1 = min(rivals, key=lambda r: r["l1_hole"])
+        out.append({
+            "bucket": bucket,
+            "psnr": ours["psnr"], "best_psnr": (top_psnr["psnr"], top_psnr["method"]),
+            "beats_psnr": ours["psnr"] > top_psnr["psnr"],
+            "l1_hole": ours["l1_hole"], "best_l1": (top_l1["l1_hole"], top_l1["method"]),
+            "beats_l1": ours["l1_hole"] < top_l1["l1_hole"],
+        })  # fmt: skip
     return out
 
 

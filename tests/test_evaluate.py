@@ -243,6 +243,31 @@ def test_summary_means_per_method_and_bucket(photo_dir):
     assert pairs["telea"] == pairs["mean"]
 
 
+def test_against_classical_reads_a_written_summary_and_needs_a_strict_win(tmp_path):
+    def row(method, bucket, psnr, l1):
+        return {"method": method, "bucket": bucket, "n": 3, "hole_ratio": 0.1, "psnr": psnr, "ssim": 0.9,
+                "l1_hole": l1, "seconds": 0.01}
+
+    summary = [
+        row("pconv", "0.1-0.2", 30.0, 5.0), row("pconv", "0.2-0.3", 25.0, 7.0), row("pconv", "all", 27.5, 6.0),
+        row("telea", "0.1-0.2", 29.0, 5.5), row("telea", "0.2-0.3", 25.5, 6.5), row("telea", "all", 27.0, 6.2),
+        row("ns", "0.1-0.2", 29.5, 5.0), row("ns", "0.2-0.3", 24.0, 7.5), row("ns", "all", 26.0, 6.1),
+        row("biharmonic", "0.1-0.2", 28.0, 6.0), row("biharmonic", "0.2-0.3", 24.0, 8.0),
+    ]  # fmt: skip
+    evaluate.write_summary(summary, tmp_path / "summary.csv", tmp_path / "summary.md")
+    back = evaluate.read_summary(tmp_path / "summary.csv")
+    assert back == summary
+    table = evaluate.against_classical(back)
+    assert [t["bucket"] for t in table] == ["0.1-0.2", "0.2-0.3"]  # "all" lacks biharmonic: left out
+    first, second = table
+    assert first["best_psnr"] == (29.5, "ns") and first["beats_psnr"]
+    assert first["best_l1"] == (5.0, "ns") and not first["beats_l1"]  # a tie is not a win
+    assert second["best_psnr"] == (25.5, "telea") and not second["beats_psnr"] and not second["beats_l1"]
+    assert evaluate.against_classical(back, others=("ns",))[-1]["bucket"] == "all"
+    with pytest.raises(FileNotFoundError, match="no evaluation summary"):
+        evaluate.read_summary(tmp_path / "missing.csv")
+
+
 # ------------------------------------------------------------------------------------------------ mask folders
 
 

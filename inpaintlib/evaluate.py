@@ -70,6 +70,7 @@ __all__ = [
     "summarize",
     "read_summary",
     "against_classical",
+    "format_against_classical",
     "summary_markdown",
     "write_metrics_csv",
     "write_summary",
@@ -788,6 +789,18 @@ def against_classical(
             "beats_l1": ours["l1_hole"] < top_l1["l1_hole"],
         })  # fmt: skip
     return out
+
+
+def format_against_classical(table: Sequence[Mapping], name: str = "model") -> str:
+    """:func:`against_classical`'s rows as a fixed-width text table, one line per bucket."""
+    lines = [f"{'bucket':>9} | {name + ' PSNR':>14} | {'best classical':>19} | wins | "
+             f"{name + ' L1':>12} | {'best classical':>19} | wins"]
+    for t in table:
+        (bp, mp), (bl, ml) = t["best_psnr"], t["best_l1"]
+        lines.append(f"{t['bucket']:>9} | {t['psnr']:14.2f} | {mp + ' ' + format(bp, '.2f'):>19} | "
+                     f"{'yes' if t['beats_psnr'] else 'no':>4} | {t['l1_hole']:12.2f} | "
+                     f"{ml + ' ' + format(bl, '.2f'):>19} | {'yes' if t['beats_l1'] else 'no':>4}")
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------------------------------- writers

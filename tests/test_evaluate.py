@@ -264,6 +264,10 @@ def test_against_classical_reads_a_written_summary_and_needs_a_strict_win(tmp_pa
     assert first["best_l1"] == (5.0, "ns") and not first["beats_l1"]  # a tie is not a win
     assert second["best_psnr"] == (25.5, "telea") and not second["beats_psnr"] and not second["beats_l1"]
     assert evaluate.against_classical(back, others=("ns",))[-1]["bucket"] == "all"
+    text = evaluate.format_against_classical(table, "PConv").splitlines()
+    assert len(text) == 3 and "PConv PSNR" in text[0]
+    assert text[1].split("|")[1:4] == ["          30.00 ", "            ns 29.50 ", "  yes "]
+    assert text[2].split("|")[-1].strip() == "no"
     with pytest.raises(FileNotFoundError, match="no evaluation summary"):
         evaluate.read_summary(tmp_path / "missing.csv")
 

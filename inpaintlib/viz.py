@@ -459,7 +459,8 @@ def read_history(run_dir: str | Path) -> dict[str, np.ndarray]:
 
 
 def run_info(run_dir: str | Path) -> dict[str, Any]:
-    """What a caption needs about a run: name, kind, profile, hardware, trained shape, steps, minutes.
+    """What a caption needs about a run: name, kind, profile, hardware, trained shape, steps, minutes,
+    the run it started from (``init_from``) and changed loss weights.
 
     Read from the run directory's ``config.json`` and ``history.csv`` (see ``inpaintlib.runs``); the
     minutes are the wall time summed over every session of the run.
@@ -481,6 +482,8 @@ def run_info(run_dir: str | Path) -> dict[str, Any]:
         "bottleneck": config.get("bottleneck"),
         "steps": int(hist["step"][-1]) if logged else None,
         "minutes": None if seconds is None else seconds / 60.0,
+        "init_from": Path(config["init_from"]).name if config.get("init_from") else None,
+        "loss_weights": config.get("loss_weights") or None,
     }
 
 
@@ -501,6 +504,10 @@ def run_caption(run_dir: str | Path) -> str:
     if info["minutes"] is not None:
         m = info["minutes"]
         detail.append(f"{m:.0f} min" if m < 120 else f"{m / 60:.1f} h")
+    if info["init_from"]:
+        detail.append(f"started from the weights of run '{info['init_from']}'")
+    if info["loss_weights"]:
+        detail.append("loss weights changed: " + ", ".join(f"{k} {v:g}" for k, v in info["loss_weights"].items()))
     return parts[0] + (": " + ", ".join(detail) if detail else "")
 
 

@@ -220,10 +220,12 @@ def _our_recipe(kind: str, device: torch.device, **settings: object):
     (``amp="auto"``: bf16 autocast on CUDA and on CPUs with bf16 units; channels_last; fused Adam
     on CUDA), so the timed step is exactly ``inpaintlib.train``'s ``train_step``."""
     from inpaintlib import train as engine
+    from inpaintlib.train.device import _Dist
+    from inpaintlib.train.recipes import _RECIPES
 
     config = engine.make_config(kind, None, **settings)
     amp = engine.resolve_amp(config.amp, device)
-    recipe = engine._RECIPES[kind](config, device, amp, engine._Dist())
+    recipe = _RECIPES[kind](config, device, amp, _Dist())
     recipe.set_train(True)
     precision = f"{str(amp).removeprefix('torch.') + ' autocast' if amp else 'fp32'}"
     if recipe.memory_format == torch.channels_last:

@@ -23,7 +23,7 @@ from PIL import Image
 from skimage import data as skdata
 
 import inpaintlib.models
-from inpaintlib import train as train_mod
+from inpaintlib.train import checkpoint as checkpoint_files
 from inpaintlib.data import PhotoFolder
 from inpaintlib.inference import inpaint
 from inpaintlib.masks import evaluation_masks
@@ -391,7 +391,7 @@ def test_many_non_finite_losses_in_a_row_stop_the_run_and_keep_the_last_good_che
 
 def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
     path = tmp_path / "checkpoint.pt"
-    train_mod._save_torch({"step": 1, "w": torch.ones(3)}, path)
+    checkpoint_files._save_torch({"step": 1, "w": torch.ones(3)}, path)
     before = path.read_bytes()
 
     def dying_save(obj, f, *args, **kwargs):
@@ -400,7 +400,7 @@ def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", dying_save)
     with pytest.raises(OSError, match="disk full"):
-        train_mod._save_torch({"step": 2, "w": torch.zeros(3)}, path)
+        checkpoint_files._save_torch({"step": 2, "w": torch.zeros(3)}, path)
     assert path.read_bytes() == before
     assert torch.load(path, weights_only=True)["step"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]  # no temporary file left

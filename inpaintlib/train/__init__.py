@@ -39,12 +39,10 @@ from __future__ import annotations
 
 from inpaintlib.runs import load_model
 
-from .checkpoint import CHECKPOINT_FORMAT, _save_torch
 from .command import cli
 from .config import CONFIGS, PROFILES, CEConfig, PConvConfig, TrainConfig, config_from_dict, make_config
-from .device import _Dist, resolve_amp, resolve_device
+from .device import resolve_amp, resolve_device
 from .loop import train
-from .recipes import _RECIPES
 from .sampling import StepBatchSampler
 
 __all__ = [

@@ -277,8 +277,11 @@ def _check_ce(image: torch.Tensor, mask: torch.Tensor) -> None:
         )
 
 
-def model_method(model: torch.nn.Module, name: str | None = None, device: str | torch.device | None = None) -> Method:
-    """Wrap a loaded PConv U-Net or Context Encoder as a :class:`Method` via ``inference.inpaint``.
+def model_method(
+    model: torch.nn.Module, name: str | None = None, device: str | torch.device | None = None, ensemble: int = 1
+) -> Method:
+    """Wrap a loaded PConv U-Net or Context Encoder as a :class:`Method` via ``inference.inpaint``
+    (``ensemble``: mirrored copies averaged, see there).
 
     Inference runs the model in eval mode (BatchNorm with running statistics) and restores its mode after.
 
@@ -300,7 +303,7 @@ def model_method(model: torch.nn.Module, name: str | None = None, device: str | 
 
     def run(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            out = inference.inpaint(model, image.to(device), mask.to(device))
+            out = inference.inpaint(model, image.to(device), mask.to(device), ensemble=ensemble)
         out = out.detach().float().cpu()
         out = out[0] if out.ndim == 4 else out
         return composite(out, image.cpu().float(), mask.cpu())
@@ -318,11 +321,15 @@ def _load_model(checkpoint: str | Path, device: str | torch.device) -> torch.nn.
 
 
 def get_method(
-    name: str, checkpoint: str | Path | torch.nn.Module | None = None, device: str | torch.device = "cpu"
+    name: str,
+    checkpoint: str | Path | torch.nn.Module | None = None,
+    device: str | torch.device = "cpu",
+    ensemble: int = 1,
 ) -> Method:
     """The method called ``name``: one of pconv, ce (need ``checkpoint``), telea, ns, biharmonic, mean.
 
-    ``checkpoint`` is a run directory, a weights file, or an already loaded model.
+    ``checkpoint`` is a run directory, a weights file, or an already loaded model; ``ensemble`` applies
+    to the models (``inference.inpaint``).
     """
     if name not in METHOD_NAMES:
         raise ValueError(f"unknown method {name!r}; expected one of {', '.join(METHOD_NAMES)}")
@@ -343,20 +350,21 @@ def get_method(
         if not path.exists():
             raise FileNotFoundError(f"checkpoint {path} does not exist (expected a run directory or a weights file)")
         model = _load_model(path, device)
-    return model_method(model, name, device)
+    return model_method(model, name, device, ensemble)
 
 
 def _resolve_methods(
     methods: Sequence[str | Method] | Mapping[str, Callable] | str,
     checkpoint: str | Path | torch.nn.Module | None,
     device: str | torch.device,
+    ensemble: int = 1,
 ) -> list[Method]:
     if isinstance(methods, str):
         methods = [m.strip() for m in methods.split(",") if m.strip()]
     if isinstance(methods, Mapping):
         items = [m if isinstance(m, Method) else Method(str(k), m) for k, m in methods.items()]
     else:
-        items = [m if isinstance(m, Method) else get_method(m, checkpoint, device) for m in methods]
+        items = [m if isinstance(m, Method) else get_method(m, checkpoint, device, ensemble) for m in methods]
     if not items:
         raise ValueError("no methods to evaluate; expected e.g. ['telea', 'mean']")
     names = [m.name for m in items]
@@ -574,6 +582,7 @@ def evaluate(
     seed: int = 0,
     examples_per_bucket: int = 1,
     lpips: bool | None = None,
+    ensemble: int = 1,
 ) -> Evaluation:
     """Run every method on the same image/mask pairs and score the composites by hole-ratio bucket.
 
@@ -588,7 +597,8 @@ def evaluate(
     their completions for the example grid.
 
     ``methods`` are names for :func:`get_method` (a comma string works too), :class:`Method` objects, or a
-    mapping name -> callable. ``lpips=None`` adds LPIPS when its weights are cached locally. When ``out_dir``
+    mapping name -> callable; ``ensemble`` (1, 2, 4, 8) averages the models' predictions over that many
+    mirrored copies of the input (``inference.inpaint``). ``lpips=None`` adds LPIPS when its weights are cached locally. When ``out_dir``
     is given, :func:`write_metrics_csv`, :func:`write_summary`, :func:`plot_metrics` and :func:`plot_examples`
     write metrics.csv, summary.csv, summary.md, metrics_by_hole_ratio.png and examples.png there.
     """
@@ -608,7 +618,9 @@ def evaluate(
     mdir = None if masks_dir is None else Path(masks_dir)
     if mdir is not None and not mdir.is_dir():
         raise FileNotFoundError(f"mask folder {mdir} does not exist or is not a folder")
-    method_list = _resolve_methods(methods, checkpoint, device)
+    if ensemble not in (1, 2, 4, 8):
+        raise ValueError(f"ensemble must be 1, 2, 4 or 8 (mirrored copies averaged), got {ensemble!r}")
+    method_list = _resolve_methods(methods, checkpoint, device, ensemble)
 
     notes: list[str] = []
     lpips_fn = None
@@ -621,6 +633,9 @@ def evaluate(
     if lpips:
         lpips_fn = _lpips_scorer(device)
     notes.append("FID skipped: it needs thousands of images and Inception weights, neither available here")
+    if ensemble > 1:
+        notes.append(f"pconv / ce: predictions averaged over {ensemble} mirrored copies of each input "
+                     "(test-time self-ensemble, inference.inpaint(ensemble=...))")
 
     if mdir is None:  # masks known up front: refuse incompatible methods before any work
         probe = (
@@ -963,6 +978,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--device", default="cpu", help="device for model methods (default cpu)")
+    p.add_argument("--ensemble", type=int, default=1, choices=(1, 2, 4, 8),
+                   help="model methods: average the predictions for 1 (default), 2, 4 or 8 mirrored copies of the input")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -978,7 +995,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
                     raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist (expected a run directory "
                                             "or a weights file)")
                 model = _load_model(Path(args.checkpoint), args.device)
-                methods: list[str | Method] = [model_method(model, device=args.device), *names]
+                methods: list[str | Method] = [model_method(model, device=args.device, ensemble=args.ensemble), *names]
             else:
                 methods = names
         else:
@@ -988,6 +1005,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
             invert_masks=args.invert_masks, progress=not args.quiet, limit=args.limit,
             checkpoint=args.checkpoint, device=args.device, center_masks=args.center_masks,
             masks_per_image=args.masks_per_image, examples_per_bucket=args.examples_per_bucket,
+            ensemble=args.ensemble,
         )
     except (ValueError, FileNotFoundError) as err:
         print(f"evaluate: error: {err}", file=sys.stderr)

@@ -28,7 +28,7 @@ from inpaintlib.classical import composite
 from inpaintlib.masks import center_patch_slice, validate_mask
 from inpaintlib.runs import load_model
 
-__all__ = ["inpaint", "cli"]
+__all__ = ["inpaint", "ENSEMBLE_SIZES", "cli"]
 
 
 def _predict_pconv(model: nn.Module, image: Tensor, mask: Tensor) -> Tensor:
@@ -62,7 +62,27 @@ def _predict_context_encoder(model: nn.Module, image: Tensor, mask: Tensor) -> T
     return prediction
 
 
-def inpaint(model: nn.Module | str | Path, image: Tensor, mask: Tensor) -> Tensor:
+ENSEMBLE_SIZES = (1, 2, 4, 8)
+
+
+def _symmetries(count: int) -> list[tuple[tuple[int, ...], bool]]:
+    """The first ``count`` of the square's 8 symmetries, as (flipped dims, transposed): identity,
+    horizontal flip, vertical flip, both (a half turn), then the same four after a transpose."""
+    flips = [(), (-1,), (-2,), (-2, -1)]
+    return [(f, t) for t in (False, True) for f in flips][:count]
+
+
+def _apply(x: Tensor, flips: tuple[int, ...], transpose: bool) -> Tensor:
+    x = x.transpose(-2, -1) if transpose else x
+    return x.flip(flips) if flips else x
+
+
+def _undo(x: Tensor, flips: tuple[int, ...], transpose: bool) -> Tensor:
+    x = x.flip(flips) if flips else x
+    return x.transpose(-2, -1) if transpose else x
+
+
+def inpaint(model: nn.Module | str | Path, image: Tensor, mask: Tensor, ensemble: int = 1) -> Tensor:
     """Composite of ``image``'s known pixels and ``model``'s prediction in the hole.
 
     Args:
@@ -74,6 +94,13 @@ def inpaint(model: nn.Module | str | Path, image: Tensor, mask: Tensor) -> Tenso
     Returns:
         a tensor shaped like ``image`` on ``image``'s device, equal to ``image`` wherever ``mask`` is 1.
         The model runs in eval mode (BatchNorm with running statistics) without gradients.
+
+    ``ensemble`` (1, 2, 4 or 8): average the model's predictions for that many mirrored versions of the
+    input -- identity, horizontal flip, vertical flip, half turn, and for 8 the same four transposed --
+    each mapped back before averaging (a test-time *self-ensemble*, as in Lim et al. 2017's EDSR+). It
+    costs ``ensemble`` forward passes; averaging pulls the fill towards the mean, which raises PSNR and
+    lowers L1 a little and smooths texture a little. Transposes need a square image for the Context
+    Encoder (its 128x128 input always is).
 
     Raises:
         ValueError: wrong shapes, a mask that is not binary or does not match the image, values
@@ -90,6 +117,8 @@ def inpaint(model: nn.Module | str | Path, image: Tensor, mask: Tensor) -> Tenso
         raise ValueError(f"image must be a (3, H, W) or (N, 3, H, W) tensor in [0, 1], got {got}")
     if not image.is_floating_point() or float(image.min()) < 0 or float(image.max()) > 1:
         raise ValueError("image must be a float tensor with values in [0, 1]")
+    if isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble not in ENSEMBLE_SIZES:
+        raise ValueError(f"ensemble must be one of {ENSEMBLE_SIZES} (mirrored copies averaged), got {ensemble!r}")
     validate_mask(mask, like=image)
     single = image.ndim == 3
     images = image.unsqueeze(0) if single else image  # (N, 3, H, W)
@@ -101,11 +130,11 @@ def inpaint(model: nn.Module | str | Path, image: Tensor, mask: Tensor) -> Tenso
     was_training = model.training
     model.eval()
     try:
+        predict = _predict_pconv if isinstance(model, PConvUNet) else _predict_context_encoder
         with torch.no_grad():
-            if isinstance(model, PConvUNet):
-                prediction = _predict_pconv(model, x, m)
-            else:
-                prediction = _predict_context_encoder(model, x, m)
+            prediction = sum(
+                _undo(predict(model, _apply(x, f, t), _apply(m, f, t)).float(), f, t) for f, t in _symmetries(ensemble)
+            ) / ensemble
     finally:
         model.train(was_training)
     prediction = prediction.to(images.device, images.dtype).clamp(0, 1)
@@ -125,6 +154,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="where to write the completed picture (PNG recommended)")
     p.add_argument("--invert-mask", action="store_true", help="the mask file is white = hole, black = keep")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto")
+    p.add_argument("--ensemble", type=int, default=1, choices=ENSEMBLE_SIZES,
+                   help="average the predictions for 1 (default), 2, 4 or 8 mirrored copies of the input")
     return p
 
 
@@ -143,7 +174,7 @@ def cli(argv: list[str] | None = None) -> int:
         mask = load_mask_png(args.mask, size=tuple(image.shape[-2:]), invert=args.invert_mask)
         if bool(mask.all()):
             raise ValueError(f"mask {args.mask} has no hole (all white = valid): nothing to inpaint")
-        result = inpaint(model, image, mask)
+        result = inpaint(model, image, mask, ensemble=args.ensemble)
         out = Path(args.out)
         if out.parent and not out.parent.is_dir():
             raise FileNotFoundError(f"output folder {out.parent} does not exist")

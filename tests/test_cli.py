@@ -23,7 +23,7 @@ TRAIN_FLAGS = [
     "--resume", "--init-from", "--bottleneck", "--device", "--width", "--amp", "--compile", "--workers", "--seed", "--quiet",
     "--loss-weights",
 ]  # fmt: skip
-INPAINT_FLAGS = ["--checkpoint", "--image", "--mask", "--out", "--invert-mask", "--device"]
+INPAINT_FLAGS = ["--checkpoint", "--image", "--mask", "--out", "--invert-mask", "--device", "--ensemble"]
 
 
 def _photo_folders(tmp: Path) -> tuple[Path, Path]:

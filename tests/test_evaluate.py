@@ -449,6 +449,12 @@ def test_pconv_method_is_inference_inpaint_on_any_size_and_loads_from_a_run(tmp_
     with (out_dir / "metrics.csv").open() as f:
         methods = {r["method"] for r in csv.DictReader(f)}
     assert methods == {"pconv", "telea", "ns", "biharmonic", "mean"}
+    # --ensemble reaches the model method (both the default list and an explicit --methods), and says so
+    for extra in ([], ["--methods", "pconv,mean"]):
+        code = evaluate.cli(["--checkpoint", str(tmp_path / "run"), "--images", str(photo_dir), "--size", "64",
+                             "--masks-per-image", "1", "--limit", "1", "--out", str(out_dir / "e"), "--quiet",
+                             "--ensemble", "2", *extra])
+        assert code == 0 and "2 mirrored copies" in (out_dir / "e" / "summary.md").read_text()
 
 
 def test_context_encoder_method_runs_on_centre_masks_and_refuses_others(tmp_path, photo_dir):

@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import json
 import sys
 import time
 import warnings
@@ -600,7 +601,8 @@ def evaluate(
     mapping name -> callable; ``ensemble`` (1, 2, 4, 8) averages the models' predictions over that many
     mirrored copies of the input (``inference.inpaint``). ``lpips=None`` adds LPIPS when its weights are cached locally. When ``out_dir``
     is given, :func:`write_metrics_csv`, :func:`write_summary`, :func:`plot_metrics` and :func:`plot_examples`
-    write metrics.csv, summary.csv, summary.md, metrics_by_hole_ratio.png and examples.png there.
+    write metrics.csv, summary.csv, summary.md, metrics_by_hole_ratio.png and examples.png there, and the
+    settings of the evaluation (images, size, masks, seed, ensemble, methods) as settings.json.
     """
     size = int(size)
     if size < 16:
@@ -733,6 +735,13 @@ def evaluate(
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         result.files["metrics"] = write_metrics_csv(rows, out / "metrics.csv")
+        settings = {
+            "images": str(images_dir), "size": size, "masks": None if mdir is None else str(mdir),
+            "invert_masks": invert_masks, "center_masks": center_masks, "masks_per_image": per_image,
+            "seed": seed, "limit": limit, "ensemble": ensemble, "methods": result.methods,
+        }  # fmt: skip
+        result.files["settings"] = out / "settings.json"
+        result.files["settings"].write_text(json.dumps(settings, indent=2) + "\n")
         result.files["summary_csv"], result.files["summary_md"] = write_summary(
             result.summary, out / "summary.csv", out / "summary.md", notes=notes, skipped=skipped
         )

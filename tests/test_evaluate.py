@@ -8,6 +8,7 @@ colour; the evaluation loop against hand-made image/mask folders, including ever
 from __future__ import annotations
 
 import csv
+import json
 import math
 
 import cv2
@@ -455,6 +456,9 @@ def test_pconv_method_is_inference_inpaint_on_any_size_and_loads_from_a_run(tmp_
                              "--masks-per-image", "1", "--limit", "1", "--out", str(out_dir / "e"), "--quiet",
                              "--ensemble", "2", *extra])
         assert code == 0 and "2 mirrored copies" in (out_dir / "e" / "summary.md").read_text()
+        settings = json.loads((out_dir / "e" / "settings.json").read_text())
+        assert (settings["ensemble"], settings["size"], settings["limit"]) == (2, 64, 1)
+        assert settings["methods"][0] == "pconv"
 
 
 def test_context_encoder_method_runs_on_centre_masks_and_refuses_others(tmp_path, photo_dir):

@@ -4,6 +4,7 @@ evaluation numbers reproducible from their stored weights."""
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -52,12 +53,17 @@ def test_stored_evaluation_is_reproduced_from_the_stored_weights(name):
     with (run / "evaluation" / "metrics.csv").open(newline="") as f:
         stored = [r for r in csv.DictReader(f) if r["method"] == kind]
     model = load_model(run)
+    settings_file = run / "evaluation" / "settings.json"
+    # evaluations written before settings.json existed used the defaults below
+    settings = json.loads(settings_file.read_text()) if settings_file.is_file() else {}
+    ensemble = settings.get("ensemble", 1)
+    method = evaluate.model_method(model, ensemble=ensemble)
     if kind == "ce":
-        result = evaluate.evaluate(VAL, [evaluate.model_method(model)], size=128, center_masks=True, limit=2,
+        result = evaluate.evaluate(VAL, [method], size=settings.get("size", 128), center_masks=True, limit=2,
                                    progress=False, lpips=False)
     else:
-        result = evaluate.evaluate(VAL, [evaluate.model_method(model)], size=256, limit=2, progress=False,
-                                   lpips=False)
+        result = evaluate.evaluate(VAL, [method], size=settings.get("size", 256), limit=2, progress=False,
+                                   lpips=False, seed=settings.get("seed", 0))
     by_pair = {(r["file"], r["mask"]): r for r in stored}
     assert len(result.rows) >= 2
     for row in result.rows:

@@ -816,14 +816,13 @@ def against_classical(
 
 
 def format_against_classical(table: Sequence[Mapping], name: str = "model") -> str:
-    """:func:`against_classical`'s rows as a fixed-width text table, one line per bucket."""
-    lines = [f"{'bucket':>9} | {name + ' PSNR':>14} | {'best classical':>19} | wins | "
-             f"{name + ' L1':>12} | {'best classical':>19} | wins"]
+    """:func:`against_classical`'s rows as a text table (76 columns): a title line, then one line per bucket."""
+    lines = [f"{name}: PSNR in dB, hole L1 x100",
+             f"{'bucket':>8} | {'PSNR':>6} | {'best classical':>17} | win | {'L1':>5} | {'best classical':>16} | win"]
     for t in table:
         (bp, mp), (bl, ml) = t["best_psnr"], t["best_l1"]
-        lines.append(f"{t['bucket']:>9} | {t['psnr']:14.2f} | {mp + ' ' + format(bp, '.2f'):>19} | "
-                     f"{'yes' if t['beats_psnr'] else 'no':>4} | {t['l1_hole']:12.2f} | "
-                     f"{ml + ' ' + format(bl, '.2f'):>19} | {'yes' if t['beats_l1'] else 'no':>4}")
+        lines.append(f"{t['bucket']:>8} | {t['psnr']:6.2f} | {mp:>10} {bp:6.2f} | {'yes' if t['beats_psnr'] else 'no':>3} | "
+                     f"{t['l1_hole']:5.2f} | {ml:>10} {bl:5.2f} | {'yes' if t['beats_l1'] else 'no':>3}")
     return "\n".join(lines)
 
 

@@ -266,9 +266,9 @@ def test_against_classical_reads_a_written_summary_and_needs_a_strict_win(tmp_pa
     assert second["best_psnr"] == (25.5, "telea") and not second["beats_psnr"] and not second["beats_l1"]
     assert evaluate.against_classical(back, others=("ns",))[-1]["bucket"] == "all"
     text = evaluate.format_against_classical(table, "PConv").splitlines()
-    assert len(text) == 3 and "PConv PSNR" in text[0]
-    assert text[1].split("|")[1:4] == ["          30.00 ", "            ns 29.50 ", "  yes "]
-    assert text[2].split("|")[-1].strip() == "no"
+    assert len(text) == 4 and text[0].startswith("PConv:") and max(map(len, text[1:])) <= 76
+    assert [c.strip() for c in text[2].split("|")] == ["0.1-0.2", "30.00", "ns  29.50", "yes", "5.00", "ns  5.00", "no"]
+    assert text[3].split("|")[-1].strip() == "no"
     with pytest.raises(FileNotFoundError, match="no evaluation summary"):
         evaluate.read_summary(tmp_path / "missing.csv")
 

@@ -11,12 +11,7 @@ from inpaintlib.masks import center_mask, irregular_mask
 from inpaintlib.models import ContextEncoder, PConvUNet
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _pconv_case(h=64, w=64, seed=0):

@@ -17,15 +17,8 @@ RUNS = Path(__file__).resolve().parents[1] / "data" / "runs"
 STORED = sorted(p.name for p in RUNS.iterdir() if (p / "weights.pt").is_file()) if RUNS.is_dir() else []
 VAL = RUNS.parent / "photos" / "val"
 
-pytestmark = pytest.mark.skipif(not STORED, reason="no stored runs in this checkout")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = [pytest.mark.skipif(not STORED, reason="no stored runs in this checkout"),
+              pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.mark.parametrize("name", STORED)

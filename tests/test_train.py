@@ -44,14 +44,7 @@ CE_COLUMNS = ["total", "rec", "adv", "d_loss", "d_acc"]
 TAIL_COLUMNS = ["lr", "img_per_s", "data_wait", "skipped", "seconds"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny networks gain nothing from a second thread, and on a busy 2-core machine OpenMP's
-    spinning makes two threads many times slower than one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

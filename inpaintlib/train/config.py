@@ -207,9 +207,11 @@ def _validate_config(c: TrainConfig) -> None:
             raise ValueError(f"hole_ratio must be (lo, hi) with 0 <= lo < hi <= 1, got {c.hole_ratio}")
         if c.vgg_weights not in ("auto", "imagenet", "hed"):
             raise ValueError(f"vgg_weights must be 'auto', 'imagenet' or 'hed', got {c.vgg_weights!r}")
-        unknown = sorted(set(c.loss_weights or {}) - {"valid", "hole", "perceptual", "style", "tv"})
+        from inpaintlib.losses import DEFAULT_PCONV_WEIGHTS
+
+        unknown = sorted(set(c.loss_weights or {}) - set(DEFAULT_PCONV_WEIGHTS))
         if unknown:
-            raise ValueError(f"unknown loss weight(s) {unknown}; expected valid, hole, perceptual, style, tv")
+            raise ValueError(f"unknown loss weight(s) {unknown}; expected {', '.join(DEFAULT_PCONV_WEIGHTS)}")
         if any(not math.isfinite(v) or v < 0 for v in (c.loss_weights or {}).values()):
             raise ValueError(f"loss weights must be finite and >= 0, got {c.loss_weights}")
     if c.total_steps < 1:

@@ -43,7 +43,7 @@ from pathlib import Path
 import torch
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
-from inpaintlib import classical, data, masks
+from inpaintlib import classical, data, inference, masks
 from inpaintlib.classical import composite
 from inpaintlib.data import center_crop_pad  # re-exported: the crop every method is scored on
 
@@ -289,8 +289,6 @@ def model_method(
     ``name`` defaults to "pconv" / "ce" from the model's class. The PConv U-Net accepts any size (inference
     pads to a multiple of 2**layers); the Context Encoder only its report setting, see ``_check_ce``.
     """
-    from inpaintlib import inference  # heavy import, only for model methods
-
     kind = type(model).__name__
     guessed = {"PConvUNet": "pconv", "ContextEncoder": "ce"}.get(kind)
     name = name or guessed
@@ -620,8 +618,7 @@ def evaluate(
     mdir = None if masks_dir is None else Path(masks_dir)
     if mdir is not None and not mdir.is_dir():
         raise FileNotFoundError(f"mask folder {mdir} does not exist or is not a folder")
-    if ensemble not in (1, 2, 4, 8):
-        raise ValueError(f"ensemble must be 1, 2, 4 or 8 (mirrored copies averaged), got {ensemble!r}")
+    inference.check_ensemble(ensemble)
     method_list = _resolve_methods(methods, checkpoint, device, ensemble)
 
     notes: list[str] = []
@@ -986,7 +983,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--device", default="cpu", help="device for model methods (default cpu)")
-    p.add_argument("--ensemble", type=int, default=1, choices=(1, 2, 4, 8),
+    p.add_argument("--ensemble", type=int, default=1, choices=inference.ENSEMBLE_SIZES,
                    help="model methods: average the predictions for 1 (default), 2, 4 or 8 mirrored copies of the input")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p

@@ -28,7 +28,7 @@ from inpaintlib.classical import composite
 from inpaintlib.masks import center_patch_slice, validate_mask
 from inpaintlib.runs import load_model
 
-__all__ = ["inpaint", "ENSEMBLE_SIZES", "cli"]
+__all__ = ["inpaint", "ENSEMBLE_SIZES", "check_ensemble", "cli"]
 
 
 def _predict_pconv(model: nn.Module, image: Tensor, mask: Tensor) -> Tensor:
@@ -63,6 +63,13 @@ def _predict_context_encoder(model: nn.Module, image: Tensor, mask: Tensor) -> T
 
 
 ENSEMBLE_SIZES = (1, 2, 4, 8)
+
+
+def check_ensemble(ensemble: object) -> int:
+    """``ensemble`` when it is one of :data:`ENSEMBLE_SIZES`, else a ValueError naming the choices."""
+    if isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble not in ENSEMBLE_SIZES:
+        raise ValueError(f"ensemble must be one of {ENSEMBLE_SIZES} (mirrored copies averaged), got {ensemble!r}")
+    return ensemble
 
 
 def _symmetries(count: int) -> list[tuple[tuple[int, ...], bool]]:
@@ -117,8 +124,7 @@ def inpaint(model: nn.Module | str | Path, image: Tensor, mask: Tensor, ensemble
         raise ValueError(f"image must be a (3, H, W) or (N, 3, H, W) tensor in [0, 1], got {got}")
     if not image.is_floating_point() or float(image.min()) < 0 or float(image.max()) > 1:
         raise ValueError("image must be a float tensor with values in [0, 1]")
-    if isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble not in ENSEMBLE_SIZES:
-        raise ValueError(f"ensemble must be one of {ENSEMBLE_SIZES} (mirrored copies averaged), got {ensemble!r}")
+    check_ensemble(ensemble)
     validate_mask(mask, like=image)
     single = image.ndim == 3
     images = image.unsqueeze(0) if single else image  # (N, 3, H, W)

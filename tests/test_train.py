@@ -320,8 +320,8 @@ def test_training_resumes_after_sigkill_of_the_process(reference, photos, tmp_pa
 
 def test_resume_refuses_changed_settings_and_new_runs_refuse_an_existing_one(reference, photos):
     ref_dir, _ = reference
-    with pytest.raises(ValueError, match="lr"):
-        train(tiny_pconv(photos, lr=1e-3), ref_dir, resume=True, progress=False)
+    with pytest.raises(ValueError, match="betas"):
+        train(tiny_pconv(photos, betas=(0.5, 0.9)), ref_dir, resume=True, progress=False)
     with pytest.raises(ValueError, match="already holds a run"):
         train(tiny_pconv(photos), ref_dir, progress=False)
     with pytest.raises(FileNotFoundError, match="cannot resume"):

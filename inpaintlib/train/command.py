@@ -31,6 +31,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="images per step and process")
     p.add_argument("--steps", type=int, help="training steps (pconv: of the first phase)")
     p.add_argument("--finetune-steps", type=int, help="pconv only: steps of the fine-tuning phase (encoder BN frozen)")
+    p.add_argument("--lr", type=float, help="pconv only: Adam learning rate of the first phase (default 2e-4)")
+    p.add_argument("--finetune-lr", type=float, help="pconv only: learning rate of the fine-tuning phase (default 5e-5)")
+    p.add_argument("--lr-g", type=float, help="ce only: generator learning rate (default 1e-3)")
+    p.add_argument("--lr-d", type=float, help="ce only: discriminator learning rate (default 1e-4)")
     p.add_argument("--width", type=int, help="channels of the first layer (64 in the report)")
     p.add_argument("--bottleneck", type=int, help="ce only: channels of the bottleneck (4000 in the report)")
     p.add_argument("--init-from", help="start the model from another run's weights (run directory or weights.pt)")
@@ -75,6 +79,10 @@ _FLAG_TO_FIELD = {
     "batch_size": "batch_size",
     "steps": "steps",
     "finetune_steps": "finetune_steps",
+    "lr": "lr",
+    "finetune_lr": "finetune_lr",
+    "lr_g": "lr_g",
+    "lr_d": "lr_d",
     "width": "width",
     "bottleneck": "bottleneck",
     "init_from": "init_from",
@@ -98,11 +106,13 @@ def cli(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     overrides = {f: getattr(args, a) for a, f in _FLAG_TO_FIELD.items() if getattr(args, a) is not None}
     if args.kind == "ce":
-        for flag in ("finetune_steps", "vgg_weights", "loss_weights"):
+        for flag in ("finetune_steps", "vgg_weights", "loss_weights", "lr", "finetune_lr"):
             if flag in overrides:
                 parser.error(f"--{flag.replace('_', '-')} applies to pconv only")
-    elif "bottleneck" in overrides:
-        parser.error("--bottleneck applies to ce only")
+    else:
+        for flag in ("bottleneck", "lr_g", "lr_d"):
+            if flag in overrides:
+                parser.error(f"--{flag.replace('_', '-')} applies to ce only")
     argv = sys.argv[1:] if argv is None else argv
     world = int(os.environ.get("WORLD_SIZE", "1"))
     launcher = f"torchrun --nproc_per_node={world} -m inpaintlib" if world > 1 else "python -m inpaintlib"

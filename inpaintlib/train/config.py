@@ -180,6 +180,10 @@ def _validate_config(c: TrainConfig) -> None:
         positive("num_workers", allow_zero=True)
     if c.amp not in ("auto", "bf16", "fp16", "off"):
         raise ValueError(f"amp must be 'auto', 'bf16', 'fp16' or 'off', got {c.amp!r}")
+    for name in ("lr", "finetune_lr", "lr_g", "lr_d"):
+        value = getattr(c, name, None)
+        if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise ValueError(f"learning rate {name} must be a finite number > 0, got {value!r}")
     if not c.checkpoint_every_minutes > 0:
         raise ValueError(f"checkpoint_every_minutes must be > 0, got {c.checkpoint_every_minutes!r}")
     if isinstance(c, CEConfig):
@@ -218,10 +222,15 @@ def _validate_config(c: TrainConfig) -> None:
         raise ValueError("the run needs at least one step (steps + finetune_steps >= 1)")
 
 
-# Settings that may differ when resuming: they change how long or where a run goes, not what it computes.
+# Settings that may differ when resuming: they change how long or where a run goes, or (learning rates)
+# how it goes on from here; the run card's sessions table records each change.
 _RESUMABLE_CHANGES = {
     "steps",
     "finetune_steps",
+    "lr",
+    "finetune_lr",
+    "lr_g",
+    "lr_d",
     "device",
     "num_workers",
     "log_every",

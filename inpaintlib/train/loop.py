@@ -154,7 +154,14 @@ def _run(config, out_dir, checkpoint, device_arg, progress, callback, command, d
             _truncate_history(history_path, header, -1)
     if command is None:
         command = _python_call(config, out_dir)
-    sessions.append({"start_step": start, "end_step": start, "seconds": 0.0, "device_name": env["device_name"]})
+    changed = {}
+    if checkpoint is not None:  # what this session changed, for the run card (see _RESUMABLE_CHANGES)
+        before, now = checkpoint["config"], asdict(config)
+        changed = {k: [before[k], now[k]] for k in now if k in before and before[k] != now[k]}
+    sessions.append({
+        "start_step": start, "end_step": start, "seconds": 0.0, "device_name": env["device_name"],
+        "lr": recipe.lr()["lr"], "changed": changed,
+    })
 
     def sample(step: int) -> None:
         recipe.set_train(False)

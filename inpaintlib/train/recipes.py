@@ -128,11 +128,19 @@ class _Recipe:
             "scalers": {k: s.state_dict() for k, s in self.scalers.items()},
         }
 
+    def configured_lr(self) -> dict[str, float]:
+        """The learning rate the config gives each optimizer in the current phase."""
+        raise NotImplementedError
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore networks, optimizers and scalers; the optimizers then take the config's learning
+        rates, which a resumed run may have changed (everything else of Adam's state is kept)."""
         for k, m in self.networks.items():
             m.load_state_dict(state["models"][k])
         for k, o in self.optimizers.items():
             o.load_state_dict(state["optimizers"][k])
+            for group in o.param_groups:
+                group["lr"] = self.configured_lr()[k]
         for k, s in self.scalers.items():
             if state["scalers"].get(k):
                 s.load_state_dict(state["scalers"][k])
@@ -179,6 +187,9 @@ class _PConvRecipe(_Recipe):
     def lr(self) -> dict[str, float]:
         return {"lr": self.optimizers["generator"].param_groups[0]["lr"]}
 
+    def configured_lr(self) -> dict[str, float]:
+        return {"generator": self.config.finetune_lr if self._phase == "finetune" else self.config.lr}
+
     def train_step(self, images, masks):
         self.optimizers["generator"].zero_grad(set_to_none=True)
         with self.autocast():
@@ -215,6 +226,9 @@ class _CERecipe(_Recipe):
 
     def lr(self) -> dict[str, float]:
         return {"lr": self.optimizers["generator"].param_groups[0]["lr"]}
+
+    def configured_lr(self) -> dict[str, float]:
+        return {"generator": self.config.lr_g, "discriminator": self.config.lr_d}
 
     def train_step(self, images, masks):
         c = self.config

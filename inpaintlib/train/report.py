@@ -214,7 +214,31 @@ def _write_run_card(
     ]
     for label, row in [*metrics["buckets"].items(), ("all", metrics["overall"])]:
         lines.append(f"| {label} | {row['psnr']:.2f} | {row['ssim']:.4f} | {row['l1_hole']:.2f} | {row['n']} |")
-    lines += ["", "## Sessions", "", "| from step | to step | wall time | hardware |", "|---|---|---|---|"]
+    lines += [
+        "",
+        "## Sessions",
+        "",
+        "| from step | to step | wall time | hardware | learning rate at start | settings changed on resume |",
+        "|---|---|---|---|---|---|",
+    ]
     for s in state["sessions"]:
-        lines.append(f"| {s['start_step']} | {s['end_step']} | {_duration(s['seconds'])} | {s['device_name']} |")
-    _write_text(out_dir / "RUN.md", "\n".join(lines) + "\n")
+        lr = f"{s['lr']:g}" if s.get("lr") is not None else "not recorded"
+        changes = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in s.get("changed", {}).items()) or "none"
+        lines.append(
+            f"| {s['start_step']} | {s['end_step']} | {_duration(s['seconds'])} | {s['device_name']} | {lr} | {changes} |"
+        )
+    card = out_dir / "RUN.md"
+    notes = _kept_notes(card)
+    _write_text(card, "\n".join(lines) + "\n" + (f"\n{notes}" if notes else ""))
+
+
+NOTES_MARKER = "<!-- notes: everything below this line is kept when the run card is rewritten -->"
+
+
+def _kept_notes(card: Path) -> str:
+    """The hand-written part of an existing run card: from :data:`NOTES_MARKER` to the end."""
+    if not card.is_file():
+        return ""
+    text = card.read_text()
+    at = text.find(NOTES_MARKER)
+    return text[at:] if at >= 0 else ""

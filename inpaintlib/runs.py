@@ -7,9 +7,11 @@
     samples/         step_XXXXXX.png: fixed validation images + fixed masks; each grid row is
                      one image, columns are masked input | output composite | ground truth
     metrics.json     validation PSNR / SSIM / L1-in-the-hole of the composite, per hole bucket
-    checkpoint.pt    full training state for resume (written atomically)
-    weights.pt       final weights for inference: fp16 state dict + the model's constructor arguments
-    RUN.md           the run card
+    checkpoint.pt    full training state for an exact resume (written atomically; not committed)
+    weights.pt       final weights for inference: fp16 state dict + the model's constructor arguments,
+                     and a "run" record (step, seconds, sessions, command, settings) from which
+                     ``train --resume`` continues a run whose checkpoint.pt was not kept
+    RUN.md           the run card; text below its notes marker is kept when training rewrites it
 
 Everything that reads a run goes through the functions here and reads nothing else.
 

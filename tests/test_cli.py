@@ -20,7 +20,7 @@ from inpaintlib.train import cli as train_cli
 TRAIN_FLAGS = [
     "--profile", "--data", "--val-data", "--size", "--batch-size", "--steps", "--finetune-steps", "--out",
     "--resume", "--init-from", "--bottleneck", "--device", "--width", "--amp", "--compile", "--workers", "--seed", "--quiet",
-    "--loss-weights",
+    "--loss-weights", "--lr", "--finetune-lr", "--lr-g", "--lr-d",
 ]  # fmt: skip
 INPAINT_FLAGS = ["--checkpoint", "--image", "--mask", "--out", "--invert-mask", "--device", "--ensemble"]
 
@@ -111,6 +111,12 @@ def test_train_cli_reports_bad_settings_with_a_clear_message(tmp_path, capsys):
     assert "unknown loss weight(s) ['styl']" in capsys.readouterr().err
     assert train_cli(["pconv", "--out", str(tmp_path / "x"), "--loss-weights", "hole=-1", "--quiet"]) == 2
     assert ">= 0" in capsys.readouterr().err
+    for kind, flag, owner in [("ce", "--finetune-lr", "pconv"), ("pconv", "--lr-g", "ce"), ("pconv", "--lr-d", "ce")]:
+        with pytest.raises(SystemExit):
+            train_cli([kind, "--out", str(tmp_path / "x"), flag, "1e-4"])
+        assert f"{owner} only" in capsys.readouterr().err
+    assert train_cli(["pconv", "--out", str(tmp_path / "x"), "--finetune-lr", "0", "--quiet"]) == 2
+    assert "finetune_lr must be a finite number > 0" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()  # refused before any work
 
 

@@ -328,6 +328,91 @@ def test_resume_refuses_changed_settings_and_new_runs_refuse_an_existing_one(ref
         train(tiny_pconv(photos), ref_dir / "nothing-here", resume=True, progress=False)
 
 
+def copy_run(run_dir: Path, to: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(run_dir, to))
+
+
+def card_sessions(run_dir: Path) -> list[list[str]]:
+    """The rows of RUN.md's sessions table, as lists of cells."""
+    lines = (run_dir / "RUN.md").read_text().split("## Sessions", 1)[1].splitlines()
+    rows = [line.strip("|").split(" | ") for line in lines if line.startswith("| ") and line[2].isdigit()]
+    return [[cell.strip() for cell in row] for row in rows]
+
+
+def test_resume_may_change_the_learning_rate_and_the_card_records_it(reference, photos, tmp_path):
+    run = copy_run(reference[0], tmp_path / "run")
+    train(tiny_pconv(photos, finetune_steps=4, finetune_lr=1e-5), run, resume=True, progress=False)
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert ckpt["optimizers"]["generator"]["param_groups"][0]["lr"] == 1e-5
+    # Adam's moments came from the checkpoint: its step count goes on from the 2 fine-tune steps
+    assert int(next(iter(ckpt["optimizers"]["generator"]["state"].values()))["step"]) == 4
+    history = load_history(run)
+    assert history["lr"].tolist() == [2e-4] * 4 + [5e-5] * 2 + [1e-5] * 2
+    first, second = card_sessions(run)
+    assert first[4:] == ["0.0002", "none"]
+    assert second[:2] == ["6", "8"] and second[4] == "1e-05"
+    assert "finetune_lr 5e-05 -> 1e-05" in second[5] and "finetune_steps 2 -> 4" in second[5]
+
+
+@pytest.mark.parametrize("with_run_record", [True, False])
+def test_a_finished_run_without_checkpoint_resumes_from_its_weights(reference, photos, tmp_path, with_run_record):
+    run = copy_run(reference[0], tmp_path / "run")
+    (run / "checkpoint.pt").unlink()  # what a repository keeps: weights.pt only
+    weights = torch.load(run / "weights.pt", weights_only=True)
+    assert weights["run"]["step"] == 6 and weights["run"]["config"]["finetune_steps"] == 2
+    if not with_run_record:  # a weights.pt written before the record existed: config.json + history.csv
+        del weights["run"]
+        torch.save(weights, run / "weights.pt")
+    before = load_model(run).state_dict()
+    seconds_before = float(load_history(run)["seconds"][-1])
+    seen = {}
+
+    def first_step(info):
+        seen.setdefault("step", info["step"])
+        seen.setdefault("frozen", [m.training for m in info["networks"]["generator"].modules()
+                                   if isinstance(m, torch.nn.BatchNorm2d)])
+
+    train(tiny_pconv(photos, finetune_steps=5), run, resume=True, progress=False, callback=first_step)
+    assert seen["step"] == 7  # the step counter goes on
+    assert not all(seen["frozen"])  # still the fine-tune phase: the encoder's BN stays frozen
+    history = load_history(run)
+    assert history["step"].tolist() == list(range(1, 10))
+    assert float(history["seconds"][-1]) > seconds_before  # the time adds up over sessions
+    after = load_model(run).state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before if before[k].is_floating_point())
+    sessions = card_sessions(run)
+    assert [row[:2] for row in sessions] == [["0", "6"], ["6", "9"]]
+    assert "resumed from weights.pt (no checkpoint.pt): Adam state restarted" in sessions[1][5]
+    assert torch.load(run / "weights.pt", weights_only=True)["run"]["step"] == 9
+
+
+def test_resume_without_checkpoint_or_weights_names_both_files(photos, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="neither checkpoint.pt nor weights.pt"):
+        train(None, tmp_path / "empty", resume=True, progress=False)
+
+
+def test_hand_written_notes_on_the_run_card_survive_a_resume(reference, photos, tmp_path):
+    from inpaintlib.train.report import NOTES_MARKER
+
+    run = copy_run(reference[0], tmp_path / "run")
+    notes = f"{NOTES_MARKER}\n\n## What this run is\n\nA note written by hand.\n"
+    (run / "RUN.md").write_text((run / "RUN.md").read_text() + "\n" + notes)
+    train(tiny_pconv(photos, finetune_steps=3), run, resume=True, progress=False)
+    card = (run / "RUN.md").read_text()
+    assert card.endswith(notes) and card.count(NOTES_MARKER) == 1
+    assert "| 6 | 7 |" in card  # and the generated part was rewritten
+
+
+@pytest.mark.parametrize("name", ["lr", "finetune_lr"])
+@pytest.mark.parametrize("value", [0.0, -1e-4, float("nan")])
+def test_learning_rates_must_be_positive(photos, name, value):
+    with pytest.raises(ValueError, match=f"learning rate {name} must be a finite number > 0"):
+        tiny_pconv(photos, **{name: value})
+
+
 # ---------------------------------------------------------------------------------------------------
 # Robustness
 # ---------------------------------------------------------------------------------------------------

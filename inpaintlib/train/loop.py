@@ -78,9 +78,14 @@ def train(
     ckpt_path = out_dir / "checkpoint.pt"
     checkpoint = None
     if resume:
-        if not ckpt_path.is_file():
-            raise FileNotFoundError(f"cannot resume: {ckpt_path} does not exist (start a new run without resume)")
-        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        if ckpt_path.is_file():
+            checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        elif (out_dir / "weights.pt").is_file():
+            checkpoint = _checkpoint_from_weights(out_dir)
+        else:
+            raise FileNotFoundError(
+                f"cannot resume: {out_dir} holds neither checkpoint.pt nor weights.pt (start a new run without resume)"
+            )
         stored = config_from_dict({**checkpoint["config"], "kind": checkpoint["kind"]})
         if config is None:
             config = stored
@@ -102,6 +107,59 @@ def train(
     finally:
         if dd.owns_group:
             dist.destroy_process_group()
+
+
+def _checkpoint_from_weights(out_dir: Path) -> dict[str, Any]:
+    """A stand-in checkpoint for continuing a finished run whose ``checkpoint.pt`` was not kept (a run
+    committed to a repository keeps only ``weights.pt``, see DESIGN.md): the generator from the fp16
+    weights, the step, time, sessions and settings from the ``run`` record that training stores in
+    ``weights.pt`` (for older files: ``config.json`` and ``history.csv``). Adam's moments, a Context
+    Encoder's discriminator and the random streams start afresh, so unlike a real checkpoint this does not
+    reproduce an uninterrupted run; the run card's sessions table says so.
+    """
+    from inpaintlib.runs import load_config
+
+    weights = torch.load(out_dir / "weights.pt", map_location="cpu", weights_only=True)
+    if not isinstance(weights, dict) or weights.get("format") != WEIGHTS_FORMAT:
+        raise ValueError(f"{out_dir / 'weights.pt'} is not an inpaintlib weights.pt file")
+    record = weights.get("run")
+    if record is None:  # weights.pt written before the run record existed
+        config = load_config(out_dir)
+        with (out_dir / "history.csv").open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        if not rows:
+            raise ValueError(f"cannot resume {out_dir} from weights.pt: history.csv has no rows")
+        step, seconds = int(rows[-1]["step"]), float(rows[-1]["seconds"])
+        if step > config_from_dict(config).total_steps:  # extended by resumes the config.json predates
+            config["finetune_steps" if config["kind"] == "pconv" else "steps"] = step - (
+                config["steps"] if config["kind"] == "pconv" else 0
+            )
+        # the learning rate the last session ended with (a resume may have changed config.json's)
+        pconv = config["kind"] == "pconv"
+        config["finetune_lr" if pconv and rows[-1]["phase"] == "finetune" else "lr" if pconv else "lr_g"] = float(
+            rows[-1]["lr"]
+        )
+        hardware = config.get("environment", {}).get("device_name", "unknown")
+        record = {
+            "step": step,
+            "seconds": seconds,
+            "sessions": [{"start_step": 0, "end_step": step, "seconds": seconds, "device_name": hardware}],
+            "command": None,
+            "config": config,
+        }
+    state = {k: v.float() if v.is_floating_point() else v for k, v in weights["state_dict"].items()}
+    return {
+        "kind": weights["kind"],
+        "config": {k: v for k, v in record["config"].items() if k not in ("kind", "environment")},
+        "step": int(record["step"]),
+        "seconds": float(record["seconds"]),
+        "sessions": record["sessions"],
+        "command": record["command"],
+        "models": {"generator": state},
+        "log": _new_log(),
+        "bad_steps": 0,
+        "from_weights": True,
+    }
 
 
 def _run(config, out_dir, checkpoint, device_arg, progress, callback, command, dd: _Dist) -> Path:
@@ -133,8 +191,12 @@ def _run(config, out_dir, checkpoint, device_arg, progress, callback, command, d
     if checkpoint is not None:
         start = int(checkpoint["step"])
         recipe.enter_phase(recipe.phase(start - 1) if start > 0 else recipe.phase(0))
-        recipe.load_state_dict(checkpoint)
-        _set_rng_state(checkpoint["rng"], dev)
+        if checkpoint.get("from_weights"):
+            recipe.networks["generator"].load_state_dict(checkpoint["models"]["generator"])
+            torch.manual_seed(_derive_seed(config.seed, _SALT_RANK, dd.rank + 1, start))
+        else:
+            recipe.load_state_dict(checkpoint)
+            _set_rng_state(checkpoint["rng"], dev)
         seconds_before = float(checkpoint["seconds"])
         log = checkpoint["log"]
         bad_in_row = int(checkpoint["bad_steps"])
@@ -162,6 +224,12 @@ def _run(config, out_dir, checkpoint, device_arg, progress, callback, command, d
         "start_step": start, "end_step": start, "seconds": 0.0, "device_name": env["device_name"],
         "lr": recipe.lr()["lr"], "changed": changed,
     })
+    if checkpoint is not None and checkpoint.get("from_weights"):
+        sessions[-1]["note"] = (
+            "resumed from weights.pt (no checkpoint.pt): Adam state"
+            + (" and the discriminator" if config.kind == "ce" else "")
+            + " restarted"
+        )
 
     def sample(step: int) -> None:
         recipe.set_train(False)
@@ -311,6 +379,14 @@ def _run(config, out_dir, checkpoint, device_arg, progress, callback, command, d
         "model_args": recipe.model_args(),
         "state_dict": {
             k: v.half() if v.is_floating_point() else v for k, v in recipe.networks["generator"].state_dict().items()
+        },
+        # What `train(..., resume=True)` needs to go on from these weights where checkpoint.pt is not kept.
+        "run": {
+            "step": step,
+            "seconds": seconds(),
+            "sessions": sessions,
+            "command": _portable(command),
+            "config": {"kind": config.kind, **asdict(config)},
         },
     }
     _save_torch(weights, out_dir / "weights.pt")

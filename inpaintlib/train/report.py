@@ -223,7 +223,9 @@ def _write_run_card(
     ]
     for s in state["sessions"]:
         lr = f"{s['lr']:g}" if s.get("lr") is not None else "not recorded"
-        changes = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in s.get("changed", {}).items()) or "none"
+        parts = [s["note"]] if s.get("note") else []
+        parts += [f"{k} {a!r} -> {b!r}" for k, (a, b) in s.get("changed", {}).items()]
+        changes = "; ".join(parts) or "none"
         lines.append(
             f"| {s['start_step']} | {s['end_step']} | {_duration(s['seconds'])} | {s['device_name']} | {lr} | {changes} |"
         )

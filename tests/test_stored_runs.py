@@ -38,6 +38,30 @@ def test_stored_run_is_complete_and_small(name):
     assert state
 
 
+@pytest.mark.parametrize("name", STORED)
+def test_stored_run_can_be_continued_from_its_weights(name):
+    """What `train --resume` reads when checkpoint.pt is not there: the step, time and settings match the
+    run's own files, and the weights fit the model those settings build."""
+    from inpaintlib.train.config import config_from_dict
+    from inpaintlib.train.loop import _checkpoint_from_weights
+
+    run = RUNS / name
+    state = _checkpoint_from_weights(run)
+    history = load_history(run)
+    assert state["step"] == int(history["step"][-1]) == load_metrics(run)["step"]
+    assert state["seconds"] == pytest.approx(float(history["seconds"][-1]), abs=120)
+    config = config_from_dict({**state["config"], "kind": state["kind"]})
+    assert config.total_steps == state["step"]  # the run is finished: a resume must raise the step count
+    assert state["sessions"][-1]["end_step"] == state["step"]
+    if state["kind"] == "ce":
+        last_lr = config.lr_g
+    else:
+        last_lr = config.finetune_lr if config.finetune_steps else config.lr
+    assert float(history["lr"][-1]) == pytest.approx(last_lr)
+    model = load_model(run)
+    assert model.state_dict().keys() == state["models"]["generator"].keys()
+
+
 @pytest.mark.parametrize("name", [n for n in STORED if (RUNS / n / "evaluation" / "metrics.csv").is_file()])
 def test_stored_evaluation_is_reproduced_from_the_stored_weights(name):
     """The first two validation photos' rows of evaluation/metrics.csv, recomputed from weights.pt."""

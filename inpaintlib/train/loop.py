@@ -111,11 +111,11 @@ def train(
 
 def _checkpoint_from_weights(out_dir: Path) -> dict[str, Any]:
     """A stand-in checkpoint for continuing a finished run whose ``checkpoint.pt`` was not kept (a run
-    committed to a repository keeps only ``weights.pt``, see DESIGN.md): the generator from the fp16
-    weights, the step, time, sessions and settings from the ``run`` record that training stores in
-    ``weights.pt`` (for older files: ``config.json`` and ``history.csv``). Adam's moments, a Context
-    Encoder's discriminator and the random streams start afresh, so unlike a real checkpoint this does not
-    reproduce an uninterrupted run; the run card's sessions table says so.
+    committed to a repository keeps only ``weights.pt``; see :mod:`inpaintlib.runs`): the generator from
+    the fp16 weights; the step, time, sessions and settings from the ``run`` record that training stores
+    in ``weights.pt`` (for older files: ``config.json`` and ``history.csv``). Adam's moments, a Context
+    Encoder's discriminator and the random streams start afresh, so unlike a real checkpoint this does
+    not reproduce an uninterrupted run; the run card's sessions table says so.
     """
     from inpaintlib.runs import load_config
 

@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
@@ -810,6 +811,38 @@ def against_classical(
             "beats_l1": ours["l1_hole"] < top_l1["l1_hole"],
         })  # fmt: skip
     return out
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """The per-pair rows of a metrics.csv written by :func:`write_metrics_csv`, numbers as numbers."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no per-pair metrics at {path}; write them with python -m inpaintlib evaluate ... --out")
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        for k in ("hole_ratio", *METRICS, "seconds"):
+            r[k] = float(r[k])
+    return rows
+
+
+def paired_margin(rows: Sequence[Mapping], bucket: str, metric: str, method: str, rival: str) -> dict:
+    """How far ``method`` leads ``rival`` on one bucket, pair by pair (the same photo and mask for both).
+
+    Returns ``{"mean", "se", "better", "n"}``: the mean of the per-pair differences (method - rival for
+    PSNR and SSIM, rival - method for hole L1, so positive always means ``method`` is better), its
+    standard error, and on how many of the ``n`` pairs ``method`` is better. A mean lead smaller than
+    about two standard errors is a tie on this many photos.
+    """
+    values = {m: {(r["file"], r["mask"]): float(r[metric]) for r in rows if r["bucket"] == bucket and r["method"] == m}
+              for m in (method, rival)}
+    keys = sorted(values[method].keys() & values[rival].keys())
+    if len(keys) < 2:
+        raise ValueError(f"bucket {bucket!r} has {len(keys)} pair(s) scored by both {method!r} and {rival!r}; need 2")
+    sign = -1.0 if metric == "l1_hole" else 1.0
+    d = sign * np.array([values[method][k] - values[rival][k] for k in keys])
+    return {"mean": float(d.mean()), "se": float(d.std(ddof=1) / np.sqrt(len(d))), "better": int((d > 0).sum()),
+            "n": len(d)}
 
 
 def format_against_classical(table: Sequence[Mapping], name: str = "model") -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections import Counter
 
 import cv2
 import numpy as np
@@ -242,6 +243,29 @@ def test_summary_means_per_method_and_bucket(photo_dir):
     # all methods saw exactly the same pairs
     pairs = {m: [(r["file"], r["mask"], r["hole_ratio"]) for r in res.rows if r["method"] == m] for m in ("telea", "mean")}
     assert pairs["telea"] == pairs["mean"]
+
+
+def test_paired_margin_compares_the_same_pairs_and_points_the_sign_to_better(photo_dir, tmp_path):
+    res = evaluate.evaluate(photo_dir, ["telea", "mean"], size=64, progress=False, masks_per_image=6)
+    evaluate.write_metrics_csv(res.rows, tmp_path / "metrics.csv")
+    rows = evaluate.read_metrics(tmp_path / "metrics.csv")
+    assert len(rows) == len(res.rows) and isinstance(rows[0]["l1_hole"], float)
+    counts = Counter(r["bucket"] for r in rows if r["method"] == "telea")
+    bucket = max(counts, key=counts.get)
+    telea = {(r["file"], r["mask"]): r for r in rows if r["bucket"] == bucket and r["method"] == "telea"}
+    mean = {(r["file"], r["mask"]): r for r in rows if r["bucket"] == bucket and r["method"] == "mean"}
+    for metric, sign in (("psnr", 1), ("l1_hole", -1)):
+        d = sign * np.array([telea[k][metric] - mean[k][metric] for k in telea])
+        got = evaluate.paired_margin(rows, bucket, metric, "telea", "mean")
+        assert got["n"] == len(d) >= 2 and got["better"] == int((d > 0).sum())
+        assert got["mean"] == pytest.approx(d.mean()) and got["se"] == pytest.approx(d.std(ddof=1) / np.sqrt(len(d)))
+        assert got["mean"] > 0  # Telea beats a flat mean fill: positive means better for both metrics
+        swapped = evaluate.paired_margin(rows, bucket, metric, "mean", "telea")
+        assert swapped["mean"] == pytest.approx(-got["mean"]) and swapped["better"] == got["n"] - got["better"]
+    with pytest.raises(ValueError, match="need 2"):
+        evaluate.paired_margin(rows, bucket, "psnr", "telea", "pconv")  # never scored
+    with pytest.raises(FileNotFoundError, match="no per-pair metrics"):
+        evaluate.read_metrics(tmp_path / "missing.csv")
 
 
 def test_against_classical_reads_a_written_summary_and_needs_a_strict_win(tmp_path):

@@ -388,6 +388,29 @@ def test_a_finished_run_without_checkpoint_resumes_from_its_weights(reference, p
     assert torch.load(run / "weights.pt", weights_only=True)["run"]["step"] == 9
 
 
+def test_cli_resume_keeps_the_settings_the_run_ended_with_not_those_of_config_json(reference, photos, tmp_path):
+    from inpaintlib.train import cli, resume_config
+
+    run = copy_run(reference[0], tmp_path / "run")
+    train(tiny_pconv(photos, finetune_steps=3, finetune_lr=1e-5), run, resume=True, progress=False)
+    assert load_config(run)["finetune_lr"] == 5e-5  # config.json keeps the first session's settings
+    assert resume_config(run).finetune_lr == 1e-5 and resume_config(run, finetune_steps=9).finetune_steps == 9
+    assert cli(["pconv", "--out", str(run), "--resume", "--finetune-steps", "4", "--quiet"]) == 0
+    assert load_history(run)["lr"].tolist()[-2:] == [1e-5, 1e-5]
+    last = card_sessions(run)[-1]
+    assert last[5] == "finetune_steps 3 -> 4"  # nothing else reported as changed (betas: list vs tuple)
+
+
+def test_resume_does_not_need_the_run_it_was_started_from(reference, photos, tmp_path):
+    donor = copy_run(reference[0], tmp_path / "donor")
+    config = tiny_pconv(photos, steps=1, finetune_steps=0, init_from=str(donor))
+    run = train(config, tmp_path / "continued", progress=False)
+    (run / "checkpoint.pt").unlink()
+    donor.rename(tmp_path / "moved-away")
+    train(tiny_pconv(photos, steps=2, finetune_steps=0, init_from=str(donor)), run, resume=True, progress=False)
+    assert load_history(run)["step"].tolist() == [1, 2]
+
+
 def test_resume_without_checkpoint_or_weights_names_both_files(photos, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="neither checkpoint.pt nor weights.pt"):

@@ -42,7 +42,7 @@ from inpaintlib.runs import load_model
 from .command import cli
 from .config import CONFIGS, PROFILES, CEConfig, PConvConfig, TrainConfig, config_from_dict, make_config
 from .device import resolve_amp, resolve_device
-from .loop import train
+from .loop import resume_config, train
 from .sampling import StepBatchSampler
 
 __all__ = [
@@ -53,6 +53,7 @@ __all__ = [
     "make_config",
     "config_from_dict",
     "train",
+    "resume_config",
     "load_model",
     "resolve_device",
     "resolve_amp",

@@ -8,10 +8,9 @@ import json
 import os
 import shlex
 import sys
-from pathlib import Path
 
-from .config import CONFIGS, PROFILES, config_from_dict, make_config
-from .loop import train
+from .config import CONFIGS, PROFILES, make_config
+from .loop import resume_config, train
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -119,13 +118,9 @@ def cli(argv: list[str] | None = None) -> int:
     command = " ".join([launcher, "train", *map(shlex.quote, argv)])
     try:
         if args.resume:
-            stored_path = Path(args.out) / "config.json"
-            if not stored_path.is_file():
-                raise FileNotFoundError(f"cannot resume: {stored_path} does not exist")
-            stored = json.loads(stored_path.read_text())
-            if stored["kind"] != args.kind:
-                raise ValueError(f"{args.out} is a {stored['kind']!r} run, not {args.kind!r}")
-            config = config_from_dict({**stored, **overrides})
+            config = resume_config(args.out, **overrides)
+            if config.kind != args.kind:
+                raise ValueError(f"{args.out} is a {config.kind!r} run, not {args.kind!r}")
         else:
             config = make_config(args.kind, args.profile, **overrides)
         run_dir = train(config, args.out, resume=args.resume, progress=not args.quiet, command=command)

@@ -8,7 +8,7 @@ import csv
 import json
 import time
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -78,14 +78,7 @@ def train(
     ckpt_path = out_dir / "checkpoint.pt"
     checkpoint = None
     if resume:
-        if ckpt_path.is_file():
-            checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        elif (out_dir / "weights.pt").is_file():
-            checkpoint = _checkpoint_from_weights(out_dir)
-        else:
-            raise FileNotFoundError(
-                f"cannot resume: {out_dir} holds neither checkpoint.pt nor weights.pt (start a new run without resume)"
-            )
+        checkpoint = _resume_state(out_dir)
         stored = config_from_dict({**checkpoint["config"], "kind": checkpoint["kind"]})
         if config is None:
             config = stored
@@ -107,6 +100,25 @@ def train(
     finally:
         if dd.owns_group:
             dist.destroy_process_group()
+
+
+def _resume_state(out_dir: Path) -> dict[str, Any]:
+    """What a resume starts from: ``checkpoint.pt``, else the stand-in built from ``weights.pt``."""
+    if (out_dir / "checkpoint.pt").is_file():
+        return torch.load(out_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
+    if (out_dir / "weights.pt").is_file():
+        return _checkpoint_from_weights(out_dir)
+    raise FileNotFoundError(
+        f"cannot resume: {out_dir} holds neither checkpoint.pt nor weights.pt (start a new run without resume)"
+    )
+
+
+def resume_config(out_dir: str | Path, **overrides: Any) -> TrainConfig:
+    """The settings a run ended with (from its checkpoint, else its weights), with ``overrides`` applied:
+    what ``train(..., resume=True)`` continues with. Not ``config.json``, which keeps the first session's
+    settings while resumes may change step counts and learning rates."""
+    state = _resume_state(Path(out_dir))
+    return config_from_dict({**state["config"], **overrides, "kind": state["kind"]})
 
 
 def _checkpoint_from_weights(out_dir: Path) -> dict[str, Any]:
@@ -178,7 +190,8 @@ def _run(config, out_dir, checkpoint, device_arg, progress, callback, command, d
 
     # Models are initialised from the seed; on resume the checkpoint overwrites them.
     torch.manual_seed(_derive_seed(config.seed, _SALT_RANK, 0))
-    recipe = _RECIPES[config.kind](config, dev, amp_dtype, dd)
+    # A resumed run takes its weights from the checkpoint: its init_from donor is not read (nor needed).
+    recipe = _RECIPES[config.kind](replace(config, init_from=None) if checkpoint else config, dev, amp_dtype, dd)
     torch.manual_seed(_derive_seed(config.seed, _SALT_RANK, dd.rank + 1))  # per-process stream for the rest
     history_path = out_dir / "history.csv"
     header = _history_header(recipe)
@@ -218,7 +231,8 @@ def _run(config, out_dir, checkpoint, device_arg, progress, callback, command, d
         command = _python_call(config, out_dir)
     changed = {}
     if checkpoint is not None:  # what this session changed, for the run card (see _RESUMABLE_CHANGES)
-        before, now = checkpoint["config"], asdict(config)
+        before = asdict(config_from_dict({**checkpoint["config"], "kind": checkpoint["kind"]}))  # lists -> tuples
+        now = asdict(config)
         changed = {k: [before[k], now[k]] for k in now if k in before and before[k] != now[k]}
     sessions.append({
         "start_step": start, "end_step": start, "seconds": 0.0, "device_name": env["device_name"],

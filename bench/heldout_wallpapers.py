@@ -18,8 +18,8 @@ Needs ``apt-get download`` (a Debian/Ubuntu machine with its package lists; no r
     .venv/bin/python bench/heldout_wallpapers.py --run data/runs/pconv-l1 --ensemble 8
     .venv/bin/python bench/heldout_wallpapers.py --run data/runs/ce --ensemble 8
 
-Each evaluation is written to ``WORK/eval-<run>-ens<N>/`` (summary.md and the rest, as
-``python -m inpaintlib evaluate`` writes them); the overall means are printed.
+Each evaluation is written to ``WORK/eval-<run>-ens<N>/`` (``--work``, default ``scratch/heldout``):
+summary.md and the rest, as ``python -m inpaintlib evaluate`` writes them; the overall means are printed.
 """
 
 from __future__ import annotations
@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", action="append", required=True, help="run directory to score (repeatable)")
     p.add_argument("--ensemble", type=int, default=1, help="as in `inpaintlib evaluate --ensemble` (default 1)")
-    p.add_argument("--work", type=Path, default=Path("/tmp/inpaint-heldout"), help="download/output folder")
+    p.add_argument("--work", type=Path, default=Path("scratch/heldout"),
+                   help="download/output folder (default scratch/heldout, which git ignores)")
     args = p.parse_args(argv)
 
     from inpaintlib import evaluate

@@ -775,14 +775,18 @@ def summarize(rows: Sequence[Mapping]) -> list[dict]:
 
 def read_summary(path: str | Path) -> list[dict]:
     """The rows of a summary.csv written by :func:`write_summary`, numbers as numbers."""
+    return _read_table(path, "evaluation summary", text_fields=("method", "bucket"))
+
+
+def _read_table(path: str | Path, what: str, text_fields: Sequence[str]) -> list[dict]:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no evaluation summary at {path}; write one with python -m inpaintlib evaluate ... --out")
+        raise FileNotFoundError(f"no {what} at {path}; write one with python -m inpaintlib evaluate ... --out")
     with path.open(newline="") as f:
         rows = list(csv.DictReader(f))
     for r in rows:
         for k, v in r.items():
-            if k not in ("method", "bucket"):
+            if k not in text_fields:
                 r[k] = int(v) if k == "n" else float(v)
     return rows
 
@@ -815,15 +819,7 @@ def against_classical(
 
 def read_metrics(path: str | Path) -> list[dict]:
     """The per-pair rows of a metrics.csv written by :func:`write_metrics_csv`, numbers as numbers."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no per-pair metrics at {path}; write them with python -m inpaintlib evaluate ... --out")
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    for r in rows:
-        for k in ("hole_ratio", *METRICS, "seconds"):
-            r[k] = float(r[k])
-    return rows
+    return _read_table(path, "per-pair metrics", text_fields=("file", "mask", "bucket", "method"))
 
 
 def paired_margin(rows: Sequence[Mapping], bucket: str, metric: str, method: str, rival: str) -> dict:

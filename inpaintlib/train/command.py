@@ -18,7 +18,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m inpaintlib train",
         description="Train a Context Encoder (ce) or a PConv U-Net (pconv) and write a run directory "
         "(config.json, history.csv, samples/, metrics.json, checkpoint.pt, weights.pt, RUN.md). "
-        "Settings not given come from --profile; with --resume they come from the run's checkpoint. "
+        "Settings not given come from --profile; with --resume, from the settings the run ended with. "
         "Several GPUs: torchrun --standalone --nproc_per_node=N -m inpaintlib train ...",
     )
     p.add_argument("kind", choices=sorted(CONFIGS), help="ce: Context Encoder (report §3.1); pconv: PConv U-Net (§3.2)")
@@ -37,7 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, help="channels of the first layer (64 in the report)")
     p.add_argument("--bottleneck", type=int, help="ce only: channels of the bottleneck (4000 in the report)")
     p.add_argument("--init-from", help="start the model from another run's weights (run directory or weights.pt)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint.pt, or from its weights.pt (Adam restarts) "
+                   "where no checkpoint was kept; may change step counts and learning rates")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], help="mixed precision (default auto)")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the networks")

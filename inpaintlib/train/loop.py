@@ -141,16 +141,15 @@ def _checkpoint_from_weights(out_dir: Path) -> dict[str, Any]:
             rows = list(csv.DictReader(f))
         if not rows:
             raise ValueError(f"cannot resume {out_dir} from weights.pt: history.csv has no rows")
-        step, seconds = int(rows[-1]["step"]), float(rows[-1]["seconds"])
-        if step > config_from_dict(config).total_steps:  # extended by resumes the config.json predates
-            config["finetune_steps" if config["kind"] == "pconv" else "steps"] = step - (
-                config["steps"] if config["kind"] == "pconv" else 0
-            )
-        # the learning rate the last session ended with (a resume may have changed config.json's)
-        pconv = config["kind"] == "pconv"
-        config["finetune_lr" if pconv and rows[-1]["phase"] == "finetune" else "lr" if pconv else "lr_g"] = float(
-            rows[-1]["lr"]
-        )
+        last = rows[-1]
+        step, seconds = int(last["step"]), float(last["seconds"])
+        # resumes may have run longer and at another learning rate than config.json says
+        if config["kind"] == "pconv":
+            config["finetune_steps"] = max(config["finetune_steps"], step - config["steps"])
+            config["finetune_lr" if last["phase"] == "finetune" else "lr"] = float(last["lr"])
+        else:
+            config["steps"] = max(config["steps"], step)
+            config["lr_g"] = float(last["lr"])
         hardware = config.get("environment", {}).get("device_name", "unknown")
         record = {
             "step": step,

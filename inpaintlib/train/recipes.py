@@ -137,10 +137,11 @@ class _Recipe:
         rates, which a resumed run may have changed (everything else of Adam's state is kept)."""
         for k, m in self.networks.items():
             m.load_state_dict(state["models"][k])
+        lrs = self.configured_lr()
         for k, o in self.optimizers.items():
             o.load_state_dict(state["optimizers"][k])
             for group in o.param_groups:
-                group["lr"] = self.configured_lr()[k]
+                group["lr"] = lrs[k]
         for k, s in self.scalers.items():
             if state["scalers"].get(k):
                 s.load_state_dict(state["scalers"][k])

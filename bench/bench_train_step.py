@@ -220,7 +220,7 @@ def _our_recipe(kind: str, device: torch.device, **settings: object):
     (``amp="auto"``: bf16 autocast on CUDA and on CPUs with bf16 units; channels_last; fused Adam
     on CUDA), so the timed step is exactly ``inpaintlib.train``'s ``train_step``."""
     from inpaintlib import train as engine
-    from inpaintlib.train.device import _Dist
+    from inpaintlib.device import _Dist
     from inpaintlib.train.recipes import _RECIPES
 
     config = engine.make_config(kind, None, **settings)

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from inpaintlib import evaluate
-    from inpaintlib.runs import load_config
+    from inpaintlib.rundir import load_config
 
     photos = build_set(unpack(args.work), args.work / "set")
     print(f"{len(list(photos.glob('*.png')))} photos in {photos}")

@@ -26,6 +26,8 @@ from typing import Any
 
 import nbformat
 
+from inpaintlib.paths import book_dir
+
 __all__ = [
     "CHAPTERS",
     "PROFILES",
@@ -53,11 +55,6 @@ _MACHINE_PATH = re.compile(
     r"(?<![\w.~-])(?:/(?:work|tmp|root|home|Users|private|var/folders|mnt|opt/conda|usr/local/lib)"
     r"(?:/[\w.@+-]+)*|[A-Za-z]:\\\\?(?:Users|Windows)[\w\\. -]*)"
 )
-
-
-def book_dir() -> Path:
-    """The ``book/`` folder next to the installed (editable) package."""
-    return Path(__file__).resolve().parents[1] / "book"
 
 
 def resolve_chapters(chapters: list[str] | str | None, root: Path | None = None) -> list[Path]:

@@ -28,9 +28,9 @@ import numpy as np
 import torch
 from skimage.restoration import inpaint_biharmonic
 
+from inpaintlib.masks import check_pair
+
 __all__ = [
-    "composite",
-    "check_pair",
     "opencv_inputs",
     "mean_fill",
     "opencv_inpaint",
@@ -41,55 +41,10 @@ __all__ = [
 
 
 def _arrays(image: torch.Tensor, mask: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Validate a pair and return it as numpy: (H, W, 3) float image and (H, W) bool *hole* map.
-
-    Checks run in numpy on purpose: a dozen tiny torch ops cost more than OpenCV's whole fill on a busy
-    2-core machine (each wakes torch's thread pool), and they would count in the methods' timings.
-    """
-    if not isinstance(image, torch.Tensor) or image.ndim != 3 or image.shape[0] != 3:
-        got = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
-        raise ValueError(f"image must be a float tensor of shape (3, H, W) in [0, 1], got {got}")
-    if not isinstance(mask, torch.Tensor) or mask.ndim != 3 or mask.shape[0] != 1:
-        got = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
-        raise ValueError(f"mask must be a tensor of shape (1, H, W) with 1 = valid, 0 = hole, got {got}")
-    if mask.shape[-2:] != image.shape[-2:]:
-        raise ValueError(
-            f"mask is {mask.shape[-1]}x{mask.shape[-2]} (WxH) but the image is "
-            f"{image.shape[-1]}x{image.shape[-2]}; they must have the same size"
-        )
-    m = mask.detach().cpu().numpy()[0]  # (H, W)
-    hole = m == 0
-    n_hole = int(np.count_nonzero(hole))
-    if n_hole + int(np.count_nonzero(m == 1)) != m.size:
-        raise ValueError("mask must be binary (only 0 = hole and 1 = valid), found other values")
-    if n_hole == 0:
-        raise ValueError("mask has no hole (every pixel is valid): nothing to inpaint")
-    if n_hole == m.size:
-        raise ValueError("mask is all hole (no valid pixel): nothing to inpaint from")
-    if not image.is_floating_point():
-        raise ValueError(f"image must be a float tensor with values in [0, 1], got dtype {image.dtype}")
+    """Validate a pair (:func:`masks.check_pair`) and return it as numpy: (H, W, 3) image and (H, W) bool hole map."""
+    hole = check_pair(image, mask)
     rgb = image.detach().cpu().numpy().transpose(1, 2, 0)  # (H, W, 3), the image's own float dtype
     return rgb, hole
-
-
-def check_pair(image: torch.Tensor, mask: torch.Tensor) -> None:
-    """Raise ``ValueError`` unless ``image`` is (3, H, W) and ``mask`` a binary (1, H, W) with a hole.
-
-    A mask without any hole or without any known pixel has nothing to inpaint from or to, so both are
-    refused here rather than producing a meaningless number later.
-    """
-    _arrays(image, mask)
-
-
-def composite(prediction: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Known pixels from ``image``, hole pixels from ``prediction``: M * I + (1 - M) * P (report §3.2.2).
-
-    Works for single images (C, H, W) with a (1, H, W) mask and for batches (N, C, H, W) with (N, 1, H, W).
-    """
-    if prediction.shape != image.shape:
-        raise ValueError(f"prediction {tuple(prediction.shape)} and image {tuple(image.shape)} must have the same shape")
-    mask = mask.to(device=image.device, dtype=image.dtype)
-    return mask * image + (1.0 - mask) * prediction.to(device=image.device, dtype=image.dtype)
 
 
 def _finish(filled: np.ndarray, rgb: np.ndarray, hole: np.ndarray, image: torch.Tensor) -> torch.Tensor:

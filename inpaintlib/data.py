@@ -24,6 +24,8 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from inpaintlib.paths import photos_dir
+
 __all__ = ["IMAGE_EXTENSIONS", "PhotoFolder", "center_crop_pad", "load_image", "photo_dir", "places365"]
 
 #: File suffixes treated as images (compared case-insensitively).
@@ -343,7 +345,7 @@ def photo_dir(split: str = "train") -> Path:
     """
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
-    folder = Path(__file__).resolve().parents[1] / "data" / "photos" / split
+    folder = photos_dir() / split
     if not folder.is_dir():
         raise FileNotFoundError(
             f"embedded photo folder not found: {folder}. The photos come with a clone of the "

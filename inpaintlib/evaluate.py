@@ -42,10 +42,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from inpaintlib import classical, data, inference, masks
-from inpaintlib.classical import composite
+from inpaintlib.masks import composite
+from inpaintlib.metrics import METRICS, PSNR_MAX_DB, l1_hole, lpips_available, psnr, score, ssim, torch_threads
+from inpaintlib.metrics import lpips_scorer as _lpips_scorer
+from inpaintlib.metrics import score_batch as _score_stack
 from inpaintlib.data import center_crop_pad  # re-exported: the crop every method is scored on
 
 __all__ = [
@@ -65,7 +67,6 @@ __all__ = [
     "lpips_available",
     "composite",
     "center_crop_pad",
-    "bucket_of",
     "get_method",
     "model_method",
     "evaluate",
@@ -81,9 +82,6 @@ __all__ = [
     "cli",
 ]
 
-PSNR_MAX_DB = 100.0
-"""PSNR returned for identical images (MSE 0); any PSNR above it is clamped to it."""
-
 CLASSICAL_METHODS = ("telea", "ns", "biharmonic", "mean")
 MODEL_METHODS = ("pconv", "ce")
 METHOD_NAMES = MODEL_METHODS + CLASSICAL_METHODS
@@ -95,136 +93,9 @@ LABELS = {
     "biharmonic": "biharmonic",
     "mean": "mean fill",
 }
-METRICS = ("psnr", "ssim", "l1_hole")
 ROW_FIELDS = ("file", "mask", "hole_ratio", "bucket", "method", "psnr", "ssim", "l1_hole", "seconds")
 CE_IMAGE_SIZE = 128  # report §4.1: 128x128 inputs, 56x56 centre hole
 CE_HOLE_SIZE = 56
-
-
-# ----------------------------------------------------------------------------------------------- metrics
-def _as_batch(x: torch.Tensor, name: str) -> tuple[torch.Tensor, bool]:
-    if not isinstance(x, torch.Tensor) or x.ndim not in (3, 4):
-        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"{name} must be a tensor (C, H, W) or (N, C, H, W), got {got}")
-    return (x.unsqueeze(0), True) if x.ndim == 3 else (x, False)
-
-
-def _pair(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
-    p, single = _as_batch(pred, "prediction")
-    t, _ = _as_batch(target, "target")
-    if p.shape != t.shape:
-        raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} must have the same shape")
-    return p.float(), t.float().to(p.device), single
-
-
-def _out(values: torch.Tensor, single: bool) -> float | torch.Tensor:
-    return float(values[0]) if single else values
-
-
-def psnr(pred: torch.Tensor, target: torch.Tensor) -> float | torch.Tensor:
-    """PSNR in dB, data range 1: 10 log10(1 / MSE), clamped to :data:`PSNR_MAX_DB` for identical images.
-
-    (3, H, W) inputs give a float; (N, 3, H, W) give a tensor (N,) with one PSNR per image.
-    """
-    p, t, single = _pair(pred, target)
-    values = peak_signal_noise_ratio(p, t, data_range=1.0, reduction="none", dim=(1, 2, 3))
-    return _out(values.clamp(max=PSNR_MAX_DB), single)
-
-
-def ssim(pred: torch.Tensor, target: torch.Tensor) -> float | torch.Tensor:
-    """SSIM with an 11x11 Gaussian window (sigma 1.5), data range 1, averaged over channels and pixels.
-
-    The SSIM map comes from torchmetrics; the 5-pixel border, where the window would reach outside the
-    image, is left out of the mean as in Wang et al.'s reference code and scikit-image (torchmetrics
-    alone averages over mirrored borders too, which at 64 px shifts SSIM by ~0.03).
-    Images must be at least 11 px on each side. (3, H, W) gives a float, (N, 3, H, W) a tensor (N,).
-    """
-    p, t, single = _pair(pred, target)
-    if min(p.shape[-2:]) < 11:
-        raise ValueError(f"SSIM needs images of at least 11x11 pixels (its window), got {tuple(p.shape[-2:])}")
-    _, full = structural_similarity_index_measure(
-        p, t, gaussian_kernel=True, sigma=1.5, kernel_size=11, data_range=1.0, reduction="none",
-        return_full_image=True,
-    )  # full: (N, C, H, W) SSIM map
-    values = full[..., 5:-5, 5:-5].reshape(full.shape[0], -1).mean(dim=1)
-    return _out(values, single)
-
-
-def l1_hole(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> float | torch.Tensor:
-    """Mean absolute error over the hole pixels (mask == 0) and all channels, times 100.
-
-    ``mask`` is (1, H, W) for one image or (N, 1, H, W); an image whose mask has no hole raises ValueError.
-    """
-    p, t, single = _pair(pred, target)
-    m, _ = _as_batch(mask, "mask")
-    if m.shape[0] != p.shape[0] or m.shape[1] != 1 or m.shape[-2:] != p.shape[-2:]:
-        raise ValueError(f"mask must be (1, H, W) / (N, 1, H, W) matching the image, got {tuple(mask.shape)}")
-    hole = (m.to(p.device) == 0).float()  # (N, 1, H, W)
-    count = hole.sum(dim=(1, 2, 3)) * p.shape[1]  # hole pixels x channels, per image
-    if bool((count == 0).any()):
-        raise ValueError("l1_hole needs a hole in every mask (some mask has no pixel equal to 0)")
-    return _out(((p - t).abs() * hole).sum(dim=(1, 2, 3)) / count * 100.0, single)
-
-
-def score(completed: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
-    """PSNR, SSIM and hole L1 of one completion, computed on its composite with ``target``'s known pixels."""
-    classical.check_pair(target, mask)
-    if completed.shape != target.shape:
-        raise ValueError(f"completion {tuple(completed.shape)} must have the target's shape {tuple(target.shape)}")
-    comp = composite(completed.float().clamp(0, 1), target.float(), mask)
-    return {"psnr": psnr(comp, target), "ssim": ssim(comp, target), "l1_hole": l1_hole(comp, target, mask)}
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    """Run a block with at most ``n`` torch CPU threads, restoring the previous setting afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(min(n, before))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _score_stack(comps: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Metrics of M composites (M, 3, H, W) of one target at once (one call per metric: cheaper than M).
-
-    Runs single-threaded: these small CPU ops gain nothing from a thread pool, and on a busy shared CPU
-    waking one costs more than the work (SSIM of a 64 px image: ~4 ms on one thread, ~120 ms on two).
-    """
-    targets = target[None].expand_as(comps)
-    masks_ = mask[None].expand(comps.shape[0], *mask.shape)
-    with _torch_threads(1):
-        return {"psnr": psnr(comps, targets), "ssim": ssim(comps, targets), "l1_hole": l1_hole(comps, targets, masks_)}
-
-
-def lpips_available() -> tuple[bool, str]:
-    """Whether LPIPS can run offline: torchmetrics' linear layers plus AlexNet weights in the torch hub cache.
-
-    Returns ``(available, note)``; nothing is ever downloaded.
-    """
-    try:
-        import torchvision
-
-        url = torchvision.models.AlexNet_Weights.DEFAULT.url
-    except Exception as err:  # pragma: no cover - torchvision is a dependency
-        return False, f"LPIPS skipped: torchvision AlexNet weights unknown ({err})"
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
-    if not cached.is_file():
-        return False, f"LPIPS skipped: AlexNet weights ({cached.name}) not in the torch hub cache (no downloads are made)"
-    return True, f"LPIPS (AlexNet, torchmetrics) computed with the cached weights {cached.name}"
-
-
-def _lpips_scorer(device: str | torch.device) -> Callable[[torch.Tensor, torch.Tensor], float]:
-    from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
-
-    metric = LearnedPerceptualImagePatchSimilarity(net_type="alex", normalize=True).to(device).eval()
-
-    def lpips(pred: torch.Tensor, target: torch.Tensor) -> float:
-        with torch.no_grad():
-            return float(metric(pred[None].to(device), target[None].to(device)))
-
-    return lpips
 
 
 # ----------------------------------------------------------------------------------------------- methods
@@ -315,7 +186,7 @@ def model_method(
 
 
 def _load_model(checkpoint: str | Path, device: str | torch.device) -> torch.nn.Module:
-    from inpaintlib.runs import load_model  # reads weights.pt / checkpoint.pt with weights_only=True
+    from inpaintlib.rundir import load_model  # reads weights.pt / checkpoint.pt with weights_only=True
 
     return load_model(checkpoint, device=device)
 
@@ -374,25 +245,6 @@ def _resolve_methods(
 
 
 # ------------------------------------------------------------------------------------------- image/mask pairs
-def bucket_of(ratio: float) -> str:
-    """Bucket label of a hole ratio: "0.1-0.2" style inside :data:`masks.BUCKETS`, "<0.01" or ">0.6" outside."""
-    label = masks.bucket_label(float(ratio))
-    if label is not None:
-        return label
-    low, high = masks.BUCKETS[0][0], masks.BUCKETS[-1][1]
-    return f"<{low:g}" if ratio < low else f">{high:g}"
-
-
-def _bucket_order() -> list[str]:
-    low, high = masks.BUCKETS[0][0], masks.BUCKETS[-1][1]
-    return [f"<{low:g}", *masks.BUCKET_LABELS, f">{high:g}"]
-
-
-def _bucket_index(label: str) -> int:
-    order = _bucket_order()
-    return order.index(label) if label in order else len(order)
-
-
 def _list_images(images_dir: str | Path, size: int, skipped: list[tuple[str, str]]) -> tuple[Path, list[Path]]:
     """The readable photos under ``images_dir`` in ``data.PhotoFolder`` order; unreadable ones go to ``skipped``."""
     root = Path(images_dir)
@@ -412,31 +264,6 @@ class _Pair:
     mask_name: str
     image: torch.Tensor  # (3, size, size)
     mask: torch.Tensor  # (1, size, size)
-
-
-def _fixed_masks(size: int, per_image: int, seed: int) -> Callable[[int], list[tuple[str, torch.Tensor]]]:
-    """Deterministic cycling over the fixed bucketed set: image i gets ``per_image`` masks from different buckets.
-
-    Masks are named ``"<bucket>#<k>"``: the k-th mask of that bucket in ``masks.evaluation_masks(size, seed=seed)``.
-    """
-    by_bucket: dict[str, list[tuple[str, torch.Tensor]]] = {}
-    for _, m in masks.evaluation_masks(size, seed=seed):
-        bucket = bucket_of(masks.hole_ratio(m))
-        group = by_bucket.setdefault(bucket, [])
-        group.append((f"{bucket}#{len(group)}", m))
-    groups = [by_bucket[b] for b in _bucket_order() if b in by_bucket]
-    if not groups:
-        raise ValueError("masks.evaluation_masks returned no masks")
-
-    def assign(i: int) -> list[tuple[str, torch.Tensor]]:
-        out = []
-        for j in range(min(per_image, sum(len(g) for g in groups))):
-            k = i * per_image + j
-            group = groups[k % len(groups)]
-            out.append(group[(k // len(groups)) % len(group)])
-        return out
-
-    return assign
 
 
 def _find_mask_files(masks_dir: Path) -> dict[str, list[Path]]:
@@ -477,7 +304,7 @@ def _pairs(
         hole = round(size * CE_HOLE_SIZE / CE_IMAGE_SIZE)
         center = [(f"center{hole}", masks.center_mask(image_size=size, hole_size=hole))]
     else:
-        assign = _fixed_masks(size, per_image, seed)
+        assign = masks.evaluation_assignment(size, per_image, seed)
     for i, path in enumerate(files):
         name = path.relative_to(root).as_posix()
         try:
@@ -678,7 +505,7 @@ def evaluate(
                     bar.update(1)
                 continue
             ratio = float(masks.hole_ratio(pair.mask))
-            bucket = bucket_of(ratio)
+            bucket = masks.bucket_of(ratio)
             example = None
             if examples_per_bucket > 0:
                 preferred = pair.file not in example_files and len(picked.setdefault(bucket, [])) < examples_per_bucket
@@ -698,7 +525,7 @@ def evaluate(
                 if out.shape != pair.image.shape:
                     raise ValueError(f"method {m.name} returned shape {tuple(out.shape)}, expected {tuple(pair.image.shape)}")
                 comps.append(out)
-            with _torch_threads(1):  # see _score_stack
+            with torch_threads(1):  # see _score_stack
                 comps = [composite(out.clamp(0, 1), pair.image, pair.mask) for out in comps]
                 scores = _score_stack(torch.stack(comps), pair.image, pair.mask)  # all methods in one batch
             for k, m in enumerate(method_list):
@@ -725,7 +552,7 @@ def evaluate(
         raise ValueError(f"no valid image/mask pairs in {images_dir} (first reasons: {reasons})")
 
     examples = []
-    for bucket in sorted(picked.keys() | fallback.keys(), key=_bucket_index):
+    for bucket in sorted(picked.keys() | fallback.keys(), key=masks.bucket_sort_key):
         chosen = picked.get(bucket, [])
         examples += chosen + fallback.get(bucket, [])[: examples_per_bucket - len(chosen)]
     result = Evaluation(rows, summarize(rows), skipped, notes, examples, [m.name for m in method_list])
@@ -759,7 +586,7 @@ def summarize(rows: Sequence[Mapping]) -> list[dict]:
         return []
     metrics = [k for k in (*METRICS, "lpips") if k in rows[0]]
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    buckets = sorted({r["bucket"] for r in rows}, key=_bucket_index)
+    buckets = sorted({r["bucket"] for r in rows}, key=masks.bucket_sort_key)
     out = []
     for method in methods:
         for bucket in [*buckets, "all"]:
@@ -939,7 +766,7 @@ def plot_metrics(rows: Sequence[Mapping], path: str | Path | None = None):
     for key, ax, title in [("psnr", axes[0], "PSNR (dB)"), ("ssim", axes[1], "SSIM")]:
         for method in methods:
             sel = [r for r in rows if r["method"] == method]
-            buckets = sorted({r["bucket"] for r in sel}, key=_bucket_index)
+            buckets = sorted({r["bucket"] for r in sel}, key=masks.bucket_sort_key)
             xs, ys = [], []
             for b in buckets:
                 group = [r for r in sel if r["bucket"] == b]

@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from inpaintlib.classical import composite
+from inpaintlib.masks import composite
 from inpaintlib.masks import center_patch_slice, validate_mask
-from inpaintlib.runs import load_model
+from inpaintlib.rundir import load_model
 
 __all__ = ["inpaint", "ENSEMBLE_SIZES", "check_ensemble", "cli"]
 
@@ -94,7 +94,7 @@ def inpaint(model: nn.Module | str | Path, image: Tensor, mask: Tensor, ensemble
 
     Args:
         model: a trained :class:`PConvUNet` or :class:`ContextEncoder` (or a run directory /
-            ``weights.pt`` path, loaded with :func:`inpaintlib.runs.load_model`).
+            ``weights.pt`` path, loaded with :func:`inpaintlib.rundir.load_model`).
         image: ``(3, H, W)`` or ``(N, 3, H, W)`` float in [0, 1].
         mask: ``(1, H, W)`` or ``(N, 1, H, W)``, **1 = valid (known), 0 = hole**.
 
@@ -171,7 +171,7 @@ def cli(argv: list[str] | None = None) -> int:
 
     from inpaintlib.data import load_image
     from inpaintlib.masks import load_mask_png
-    from inpaintlib.train import resolve_device
+    from inpaintlib.device import resolve_device
 
     args = _parser().parse_args(argv)
     try:

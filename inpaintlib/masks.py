@@ -28,9 +28,15 @@ __all__ = [
     "BUCKETS",
     "BUCKET_LABELS",
     "bucket_label",
+    "bucket_of",
+    "bucket_order",
+    "bucket_sort_key",
+    "evaluation_assignment",
     "center_mask",
     "center_patch_slice",
     "check_mask_not_degenerate",
+    "check_pair",
+    "composite",
     "evaluation_masks",
     "hole_ratio",
     "irregular_mask",
@@ -397,6 +403,50 @@ def evaluation_masks(
     return masks
 
 
+def bucket_of(ratio: float) -> str:
+    """Bucket label of a hole ratio: "0.1-0.2" style inside :data:`BUCKETS`, "<0.01" or ">0.6" outside."""
+    label = bucket_label(float(ratio))
+    if label is not None:
+        return label
+    low, high = BUCKETS[0][0], BUCKETS[-1][1]
+    return f"<{low:g}" if ratio < low else f">{high:g}"
+
+
+def bucket_order() -> list[str]:
+    low, high = BUCKETS[0][0], BUCKETS[-1][1]
+    return [f"<{low:g}", *BUCKET_LABELS, f">{high:g}"]
+
+
+def bucket_sort_key(label: str) -> int:
+    order = bucket_order()
+    return order.index(label) if label in order else len(order)
+
+
+def evaluation_assignment(size: int, per_image: int, seed: int) -> Callable[[int], list[tuple[str, torch.Tensor]]]:
+    """The evaluation protocol (used by ``evaluate`` and by training's ``metrics.json``): deterministic cycling over the fixed bucketed set: image i gets ``per_image`` masks from different buckets.
+
+    Masks are named ``"<bucket>#<k>"``: the k-th mask of that bucket in ``evaluation_masks(size, seed=seed)``.
+    """
+    by_bucket: dict[str, list[tuple[str, torch.Tensor]]] = {}
+    for _, m in evaluation_masks(size, seed=seed):
+        bucket = bucket_of(hole_ratio(m))
+        group = by_bucket.setdefault(bucket, [])
+        group.append((f"{bucket}#{len(group)}", m))
+    groups = [by_bucket[b] for b in bucket_order() if b in by_bucket]
+    if not groups:
+        raise ValueError("evaluation_masks returned no masks")
+
+    def assign(i: int) -> list[tuple[str, torch.Tensor]]:
+        out = []
+        for j in range(min(per_image, sum(len(g) for g in groups))):
+            k = i * per_image + j
+            group = groups[k % len(groups)]
+            out.append(group[(k // len(groups)) % len(group)])
+        return out
+
+    return assign
+
+
 # ----------------------------------------------------------------------------------------------------
 # Validation
 # ----------------------------------------------------------------------------------------------------
@@ -471,6 +521,50 @@ def check_mask_not_degenerate(mask: torch.Tensor, name: str = "mask") -> None:
         raise ValueError(f"{name} is entirely hole (all 0){where(all_hole)}: no known pixel to inpaint from")
     if no_hole:
         raise ValueError(f"{name} has no hole (all 1 = valid){where(no_hole)}: nothing to inpaint")
+
+
+def check_pair(image: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+    """Raise ``ValueError`` unless ``image`` is a float (3, H, W) and ``mask`` a binary (1, H, W) with a hole.
+
+    A mask without any hole or without any known pixel has nothing to inpaint from or to, so both are
+    refused here rather than producing a meaningless number later. Returns the (H, W) bool hole map.
+    The checks run in numpy on purpose: a dozen tiny torch ops cost more than OpenCV's whole fill on a
+    busy 2-core machine (each wakes torch's thread pool).
+    """
+    if not isinstance(image, torch.Tensor) or image.ndim != 3 or image.shape[0] != 3:
+        got = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise ValueError(f"image must be a float tensor of shape (3, H, W) in [0, 1], got {got}")
+    if not isinstance(mask, torch.Tensor) or mask.ndim != 3 or mask.shape[0] != 1:
+        got = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
+        raise ValueError(f"mask must be a tensor of shape (1, H, W) with 1 = valid, 0 = hole, got {got}")
+    if mask.shape[-2:] != image.shape[-2:]:
+        raise ValueError(
+            f"mask is {mask.shape[-1]}x{mask.shape[-2]} (WxH) but the image is "
+            f"{image.shape[-1]}x{image.shape[-2]}; they must have the same size"
+        )
+    m = mask.detach().cpu().numpy()[0]  # (H, W)
+    hole = m == 0
+    n_hole = int(np.count_nonzero(hole))
+    if n_hole + int(np.count_nonzero(m == 1)) != m.size:
+        raise ValueError("mask must be binary (only 0 = hole and 1 = valid), found other values")
+    if n_hole == 0:
+        raise ValueError("mask has no hole (every pixel is valid): nothing to inpaint")
+    if n_hole == m.size:
+        raise ValueError("mask is all hole (no valid pixel): nothing to inpaint from")
+    if not image.is_floating_point():
+        raise ValueError(f"image must be a float tensor with values in [0, 1], got dtype {image.dtype}")
+    return hole
+
+
+def composite(prediction: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Known pixels from ``image``, hole pixels from ``prediction``: M * I + (1 - M) * P (report §3.2.2).
+
+    Works for single images (C, H, W) with a (1, H, W) mask and for batches (N, C, H, W) with (N, 1, H, W).
+    """
+    if prediction.shape != image.shape:
+        raise ValueError(f"prediction {tuple(prediction.shape)} and image {tuple(image.shape)} must have the same shape")
+    mask = mask.to(device=image.device, dtype=image.dtype)
+    return mask * image + (1.0 - mask) * prediction.to(device=image.device, dtype=image.dtype)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 Each function takes tensors, arrays or a run directory and returns a ``matplotlib.figure.Figure``
 (the chapter then calls ``plt.show()``), so the same code plots a stored run and a run a reader has
 just trained. Functions that read a run directory only read the files of the run-directory contract
-(``config.json``, ``history.csv``, ``samples/``, ``metrics.json``, ``RUN.md``; see ``inpaintlib.runs``).
+(``config.json``, ``history.csv``, ``samples/``, ``metrics.json``, ``RUN.md``; see ``inpaintlib.rundir``).
 
 Figures of the course report reproduced here: Fig 3 (:func:`plot_mean_filter`), Fig 4
 (:func:`plot_gan_losses`), Fig 5 (:func:`plot_discriminator_accuracy`), Fig 6
@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import Tensor, nn
+
+from inpaintlib.paths import repo_root, stored_runs_dir
 
 __all__ = [
     "repo_root",
@@ -62,11 +64,6 @@ __all__ = [
 ]
 
 COLORS = {"train": "#1f77b4", "val": "#d62728", "G": "#1f77b4", "D": "#ff7f0e", "standard": "#7f7f7f"}
-
-
-def repo_root() -> Path:
-    """The repository folder (``data/``, ``book/``) next to the editable-installed package."""
-    return Path(__file__).resolve().parents[1]
 
 
 # --------------------------------------------------------------------------------------------- basics
@@ -452,8 +449,8 @@ def plot_overlap_weights(context: Tensor, patch_box: tuple[int, int, int, int], 
 
 # ---------------------------------------------------------------------------- run directories
 def read_history(run_dir: str | Path) -> dict[str, np.ndarray]:
-    """``history.csv`` of a run as ``{column: array}`` (via ``inpaintlib.runs.load_history``)."""
-    from inpaintlib.runs import load_history
+    """``history.csv`` of a run as ``{column: array}`` (via ``inpaintlib.rundir.load_history``)."""
+    from inpaintlib.rundir import load_history
 
     return load_history(run_dir)
 
@@ -462,10 +459,10 @@ def run_info(run_dir: str | Path) -> dict[str, Any]:
     """What a caption needs about a run: name, kind, profile, hardware, trained shape, steps, minutes,
     the run it started from (``init_from``) and changed loss weights.
 
-    Read from the run directory's ``config.json`` and ``history.csv`` (see ``inpaintlib.runs``); the
+    Read from the run directory's ``config.json`` and ``history.csv`` (see ``inpaintlib.rundir``); the
     minutes are the wall time summed over every session of the run.
     """
-    from inpaintlib.runs import load_config
+    from inpaintlib.rundir import load_config
 
     run_dir = Path(run_dir)
     config = load_config(run_dir)
@@ -596,7 +593,7 @@ def plot_sample_progress(run_dir: str | Path, count: int = 5, rows: int = 4, siz
     """
     from PIL import Image
 
-    from inpaintlib.runs import sample_paths
+    from inpaintlib.rundir import sample_paths
 
     steps = sample_paths(run_dir)
     if not steps:
@@ -767,7 +764,7 @@ def stored_run(name: str | Path) -> Path | None:
     """The run directory ``<repo>/data/runs/<name>``, or ``name`` itself when it is a path to a run
     directory; ``None`` when no such run exists or it is incomplete (it needs ``history.csv`` and
     ``weights.pt``)."""
-    for path in (repo_root() / "data" / "runs" / str(name), Path(name).expanduser()):
+    for path in (stored_runs_dir() / str(name), Path(name).expanduser()):
         if (path / "history.csv").is_file() and (path / "weights.pt").is_file():
             return path
     return None

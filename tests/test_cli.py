@@ -14,7 +14,7 @@ from PIL import Image
 from skimage import data as skdata
 
 from inpaintlib.inference import cli as inpaint_cli
-from inpaintlib.runs import load_config, load_history, load_metrics, sample_paths
+from inpaintlib.rundir import load_config, load_history, load_metrics, sample_paths
 from inpaintlib.train import cli as train_cli
 
 TRAIN_FLAGS = [

@@ -393,7 +393,7 @@ def test_photo_dir_points_into_the_repository(tmp_path, monkeypatch):
         except FileNotFoundError:
             pass  # the photos may not be there in every checkout; the path logic is tested below
     fake_repo = tmp_path / "repo"
-    monkeypatch.setattr(data, "__file__", str(fake_repo / "inpaintlib" / "data.py"))
+    monkeypatch.setattr(data, "photos_dir", lambda: fake_repo / "data" / "photos")
     with pytest.raises(FileNotFoundError, match="clone"):
         photo_dir("train")
     (fake_repo / "data" / "photos" / "val").mkdir(parents=True)

@@ -116,7 +116,7 @@ def test_completion_changing_only_the_hole_leaves_valid_error_zero():
     target = photo("chelsea", 64)
     mask = box_mask(64)
     wild = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(4))  # wrong everywhere
-    comp = classical.composite(wild, target, mask)
+    comp = masks.composite(wild, target, mask)
     assert torch.equal(comp * mask, target * mask)  # valid pixels: error exactly 0
     scores = evaluate.score(wild, target, mask)
     hole = (mask == 0).expand_as(target)
@@ -208,12 +208,12 @@ def test_context_encoder_check_accepts_only_the_128px_centre_hole():
 
 
 def test_bucket_assignment_follows_hole_ratio():
-    assert evaluate.bucket_of(0.05) == "0.01-0.1"
-    assert evaluate.bucket_of(0.1) == "0.1-0.2"
-    assert evaluate.bucket_of(0.5999) == "0.5-0.6"
-    assert evaluate.bucket_of(0.6) == "0.5-0.6"
-    assert evaluate.bucket_of(0.005) == "<0.01"
-    assert evaluate.bucket_of(0.75) == ">0.6"
+    assert masks.bucket_of(0.05) == "0.01-0.1"
+    assert masks.bucket_of(0.1) == "0.1-0.2"
+    assert masks.bucket_of(0.5999) == "0.5-0.6"
+    assert masks.bucket_of(0.6) == "0.5-0.6"
+    assert masks.bucket_of(0.005) == "<0.01"
+    assert masks.bucket_of(0.75) == ">0.6"
 
 
 def test_fixed_masks_are_cycled_deterministically_with_each_image_in_every_bucket(photo_dir):
@@ -439,8 +439,8 @@ def test_cli_fails_clearly_on_empty_folder_or_no_valid_pairs(tmp_path, capsys):
 
 
 def _write_run(model: torch.nn.Module, kind: str, model_args: dict, run_dir) -> None:
-    """A minimal run directory holding weights.pt in the format inpaintlib.runs.load_model reads."""
-    from inpaintlib.runs import WEIGHTS_FORMAT
+    """A minimal run directory holding weights.pt in the format inpaintlib.rundir.load_model reads."""
+    from inpaintlib.rundir import WEIGHTS_FORMAT
 
     run_dir.mkdir()
     state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from inpaintlib import evaluate
-from inpaintlib.runs import load_config, load_history, load_metrics, load_model
+from inpaintlib.rundir import load_config, load_history, load_metrics, load_model
 
 RUNS = Path(__file__).resolve().parents[1] / "data" / "runs"
 STORED = sorted(p.name for p in RUNS.iterdir() if (p / "weights.pt").is_file()) if RUNS.is_dir() else []

@@ -28,7 +28,7 @@ from inpaintlib.data import PhotoFolder
 from inpaintlib.inference import inpaint
 from inpaintlib.masks import evaluation_masks
 from inpaintlib.models import ContextEncoder, PConvUNet
-from inpaintlib.runs import load_config, load_history, load_metrics, load_model, sample_paths
+from inpaintlib.rundir import load_config, load_history, load_metrics, load_model, sample_paths
 from inpaintlib.train import (
     PROFILES,
     CEConfig,

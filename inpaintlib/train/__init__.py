@@ -17,7 +17,7 @@ or from Python::
     from inpaintlib.train import make_config, train
     run_dir = train(make_config("pconv", "cpu", steps=200), "runs/demo", progress=False)
 
-The run directory it writes is described in :mod:`inpaintlib.runs`.
+The run directory it writes is described in :mod:`inpaintlib.rundir`.
 
 Exact resume. Nothing about the data depends on iterator state: the order of the training photos in
 epoch ``e`` is a permutation seeded by ``(seed, e)``, and the crop/flip of a sample and its mask come
@@ -28,7 +28,7 @@ together with the saved model, optimizer, scaler and RNG states the final weight
 photos as one process of batch ``N * B``.
 
 The code, one concern a module: :mod:`~inpaintlib.train.config` (settings, profiles),
-:mod:`~inpaintlib.train.device` (device, precision, torchrun), :mod:`~inpaintlib.train.sampling`
+:mod:`~inpaintlib.train.sampling`
 (the data as a function of ``(seed, step)``), :mod:`~inpaintlib.train.recipes` (the two models'
 training steps), :mod:`~inpaintlib.train.checkpoint` (files of the run directory),
 :mod:`~inpaintlib.train.report` (samples, metrics, RUN.md), :mod:`~inpaintlib.train.loop` (the loop)
@@ -37,11 +37,11 @@ and :mod:`~inpaintlib.train.command` (the command line).
 
 from __future__ import annotations
 
-from inpaintlib.runs import load_model
+from inpaintlib.rundir import load_model
 
 from .command import cli
 from .config import CONFIGS, PROFILES, CEConfig, PConvConfig, TrainConfig, config_from_dict, make_config
-from .device import resolve_amp, resolve_device
+from inpaintlib.device import resolve_amp, resolve_device
 from .loop import resume_config, train
 from .sampling import StepBatchSampler
 

@@ -16,10 +16,12 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from inpaintlib.paths import repo_root
+
 from .recipes import _Recipe
 
 CHECKPOINT_FORMAT = "inpaintlib.checkpoint/1"
-_REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+_REPO_ROOT = repo_root()
 
 
 def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:

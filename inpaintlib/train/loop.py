@@ -1,5 +1,5 @@
 """The training loop (report §4): :func:`train` checks the config (and the checkpoint when resuming),
-``_run`` trains one recipe and writes the run directory described in :mod:`inpaintlib.runs`.
+``_run`` trains one recipe and writes the run directory described in :mod:`inpaintlib.rundir`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from inpaintlib.runs import WEIGHTS_FORMAT
+from inpaintlib.rundir import WEIGHTS_FORMAT
 
 from .checkpoint import (
     CHECKPOINT_FORMAT,
@@ -30,7 +30,7 @@ from .checkpoint import (
     _write_text,
 )
 from .config import TrainConfig, _check_resume_config, _validate_config, config_from_dict
-from .device import _Dist, _setup_distributed, resolve_amp, resolve_device
+from inpaintlib.device import _Dist, _setup_distributed, resolve_amp, resolve_device
 from .recipes import _RECIPES
 from .report import _environment, _evaluate, _python_call, _sample_masks, _save_grid, _write_run_card
 from .sampling import (
@@ -123,13 +123,13 @@ def resume_config(out_dir: str | Path, **overrides: Any) -> TrainConfig:
 
 def _checkpoint_from_weights(out_dir: Path) -> dict[str, Any]:
     """A stand-in checkpoint for continuing a finished run whose ``checkpoint.pt`` was not kept (a run
-    committed to a repository keeps only ``weights.pt``; see :mod:`inpaintlib.runs`): the generator from
+    committed to a repository keeps only ``weights.pt``; see :mod:`inpaintlib.rundir`): the generator from
     the fp16 weights; the step, time, sessions and settings from the ``run`` record that training stores
     in ``weights.pt`` (for older files: ``config.json`` and ``history.csv``). Adam's moments, a Context
     Encoder's discriminator and the random streams start afresh, so unlike a real checkpoint this does
     not reproduce an uninterrupted run; the run card's sessions table says so.
     """
-    from inpaintlib.runs import load_config
+    from inpaintlib.rundir import load_config
 
     weights = torch.load(out_dir / "weights.pt", map_location="cpu", weights_only=True)
     if not isinstance(weights, dict) or weights.get("format") != WEIGHTS_FORMAT:

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from inpaintlib.masks import center_patch_slice
 
 from .config import CEConfig, PConvConfig, TrainConfig
-from .device import _all_ok, _Dist
+from inpaintlib.device import _all_ok, _Dist
 
 
 def _adam(params, lr: float, betas: tuple[float, float], device: torch.device) -> torch.optim.Adam:
@@ -29,7 +29,7 @@ def _adam(params, lr: float, betas: tuple[float, float], device: torch.device) -
 def _load_initial_weights(module: nn.Module, source: str) -> None:
     """Copy the inpainting model of another run into ``module`` (``init_from``: train a stored run
     further, on other data or another machine; optimiser state starts afresh)."""
-    from inpaintlib.runs import load_model
+    from inpaintlib.rundir import load_model
 
     donor = load_model(source)
     if type(donor) is not type(module):

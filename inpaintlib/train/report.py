@@ -21,7 +21,7 @@ from inpaintlib.masks import center_mask, evaluation_masks
 
 from .checkpoint import _atomic_write, _git_commit, _portable, _write_text
 from .config import CONFIGS, PROFILES, CEConfig, PConvConfig, TrainConfig, make_config
-from .device import _Dist
+from inpaintlib.device import _Dist
 from .recipes import _Recipe
 
 

@@ -1,0 +1,154 @@
+"""Image-quality metrics of a completion, shared by training (``metrics.json``) and :mod:`inpaintlib.evaluate`.
+
+Images are float tensors in [0, 1]; masks use the library's polarity (1 = valid, 0 = hole).
+
+* PSNR in dB with data range 1: 10 log10(1 / MSE) over all pixels and channels. Two identical images have
+  MSE 0 and an infinite PSNR; it is clamped to :data:`PSNR_MAX_DB` = 100 dB so that means over a set stay
+  finite (100 dB is an MSE of 1e-10, far below 8-bit quantisation noise, ~59 dB).
+* SSIM: torchmetrics' structural similarity map with an 11x11 Gaussian window, sigma 1.5, data range 1,
+  averaged without the 5-pixel border (as scikit-image and Wang et al.'s reference code do).
+* L1 over the hole: mean |completed - target| over hole pixels and channels, times 100.
+* LPIPS (opt-in): torchmetrics' AlexNet LPIPS, only when its backbone weights are available.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+from inpaintlib.masks import check_pair, composite
+
+__all__ = ["PSNR_MAX_DB", "METRICS", "psnr", "ssim", "l1_hole", "score", "score_batch", "lpips_available"]
+
+PSNR_MAX_DB = 100.0
+"""PSNR returned for identical images (MSE 0); any PSNR above it is clamped to it."""
+
+METRICS = ("psnr", "ssim", "l1_hole")
+
+def _as_batch(x: torch.Tensor, name: str) -> tuple[torch.Tensor, bool]:
+    if not isinstance(x, torch.Tensor) or x.ndim not in (3, 4):
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{name} must be a tensor (C, H, W) or (N, C, H, W), got {got}")
+    return (x.unsqueeze(0), True) if x.ndim == 3 else (x, False)
+
+
+def _pair(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    p, single = _as_batch(pred, "prediction")
+    t, _ = _as_batch(target, "target")
+    if p.shape != t.shape:
+        raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} must have the same shape")
+    return p.float(), t.float().to(p.device), single
+
+
+def _out(values: torch.Tensor, single: bool) -> float | torch.Tensor:
+    return float(values[0]) if single else values
+
+
+def psnr(pred: torch.Tensor, target: torch.Tensor) -> float | torch.Tensor:
+    """PSNR in dB, data range 1: 10 log10(1 / MSE), clamped to :data:`PSNR_MAX_DB` for identical images.
+
+    (3, H, W) inputs give a float; (N, 3, H, W) give a tensor (N,) with one PSNR per image.
+    """
+    p, t, single = _pair(pred, target)
+    values = peak_signal_noise_ratio(p, t, data_range=1.0, reduction="none", dim=(1, 2, 3))
+    return _out(values.clamp(max=PSNR_MAX_DB), single)
+
+
+def ssim(pred: torch.Tensor, target: torch.Tensor) -> float | torch.Tensor:
+    """SSIM with an 11x11 Gaussian window (sigma 1.5), data range 1, averaged over channels and pixels.
+
+    The SSIM map comes from torchmetrics; the 5-pixel border, where the window would reach outside the
+    image, is left out of the mean as in Wang et al.'s reference code and scikit-image (torchmetrics
+    alone averages over mirrored borders too, which at 64 px shifts SSIM by ~0.03).
+    Images must be at least 11 px on each side. (3, H, W) gives a float, (N, 3, H, W) a tensor (N,).
+    """
+    p, t, single = _pair(pred, target)
+    if min(p.shape[-2:]) < 11:
+        raise ValueError(f"SSIM needs images of at least 11x11 pixels (its window), got {tuple(p.shape[-2:])}")
+    _, full = structural_similarity_index_measure(
+        p, t, gaussian_kernel=True, sigma=1.5, kernel_size=11, data_range=1.0, reduction="none",
+        return_full_image=True,
+    )  # full: (N, C, H, W) SSIM map
+    values = full[..., 5:-5, 5:-5].reshape(full.shape[0], -1).mean(dim=1)
+    return _out(values, single)
+
+
+def l1_hole(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> float | torch.Tensor:
+    """Mean absolute error over the hole pixels (mask == 0) and all channels, times 100.
+
+    ``mask`` is (1, H, W) for one image or (N, 1, H, W); an image whose mask has no hole raises ValueError.
+    """
+    p, t, single = _pair(pred, target)
+    m, _ = _as_batch(mask, "mask")
+    if m.shape[0] != p.shape[0] or m.shape[1] != 1 or m.shape[-2:] != p.shape[-2:]:
+        raise ValueError(f"mask must be (1, H, W) / (N, 1, H, W) matching the image, got {tuple(mask.shape)}")
+    hole = (m.to(p.device) == 0).float()  # (N, 1, H, W)
+    count = hole.sum(dim=(1, 2, 3)) * p.shape[1]  # hole pixels x channels, per image
+    if bool((count == 0).any()):
+        raise ValueError("l1_hole needs a hole in every mask (some mask has no pixel equal to 0)")
+    return _out(((p - t).abs() * hole).sum(dim=(1, 2, 3)) / count * 100.0, single)
+
+
+def score(completed: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+    """PSNR, SSIM and hole L1 of one completion, computed on its composite with ``target``'s known pixels."""
+    check_pair(target, mask)
+    if completed.shape != target.shape:
+        raise ValueError(f"completion {tuple(completed.shape)} must have the target's shape {tuple(target.shape)}")
+    comp = composite(completed.float().clamp(0, 1), target.float(), mask)
+    return {"psnr": psnr(comp, target), "ssim": ssim(comp, target), "l1_hole": l1_hole(comp, target, mask)}
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run a block with at most ``n`` torch CPU threads, restoring the previous setting afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(min(n, before))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def score_batch(comps: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Metrics of M composites (M, 3, H, W) of one target at once (one call per metric: cheaper than M).
+
+    Runs single-threaded: these small CPU ops gain nothing from a thread pool, and on a busy shared CPU
+    waking one costs more than the work (SSIM of a 64 px image: ~4 ms on one thread, ~120 ms on two).
+    """
+    targets = target[None].expand_as(comps)
+    masks_ = mask[None].expand(comps.shape[0], *mask.shape)
+    with torch_threads(1):
+        return {"psnr": psnr(comps, targets), "ssim": ssim(comps, targets), "l1_hole": l1_hole(comps, targets, masks_)}
+
+
+def lpips_available() -> tuple[bool, str]:
+    """Whether LPIPS can run offline: torchmetrics' linear layers plus AlexNet weights in the torch hub cache.
+
+    Returns ``(available, note)``; nothing is ever downloaded.
+    """
+    try:
+        import torchvision
+
+        url = torchvision.models.AlexNet_Weights.DEFAULT.url
+    except Exception as err:  # pragma: no cover - torchvision is a dependency
+        return False, f"LPIPS skipped: torchvision AlexNet weights unknown ({err})"
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+    if not cached.is_file():
+        return False, f"LPIPS skipped: AlexNet weights ({cached.name}) not in the torch hub cache (no downloads are made)"
+    return True, f"LPIPS (AlexNet, torchmetrics) computed with the cached weights {cached.name}"
+
+
+def lpips_scorer(device: str | torch.device) -> Callable[[torch.Tensor, torch.Tensor], float]:
+    from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
+
+    metric = LearnedPerceptualImagePatchSimilarity(net_type="alex", normalize=True).to(device).eval()
+
+    def lpips(pred: torch.Tensor, target: torch.Tensor) -> float:
+        with torch.no_grad():
+            return float(metric(pred[None].to(device), target[None].to(device)))
+
+    return lpips

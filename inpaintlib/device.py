@@ -1,9 +1,13 @@
-"""Devices, mixed precision and the process group ``torchrun`` describes (DistributedDataParallel).
+"""Devices, mixed precision, the process group ``torchrun`` describes (DistributedDataParallel), and the
+process-wide torch speed flags -- which only the command line (or ``train(..., config.global_flags=True)``)
+sets, and always puts back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -27,7 +31,7 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return device
 
 
-def _cpu_has_bf16() -> bool:
+def cpu_has_bf16() -> bool:
     for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
         fn = getattr(torch.cpu, probe, None)
         try:
@@ -56,13 +60,15 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
         raise ValueError(f"amp must be 'auto', 'bf16', 'fp16' or 'off', got {amp!r}")
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and _cpu_has_bf16():
+    if device.type == "cpu" and cpu_has_bf16():
         return torch.bfloat16
     return None
 
 
 @dataclass
-class _Dist:
+class Distributed:
+    """This process's place in a torchrun job (rank 0 of 1 without torchrun)."""
+
     rank: int = 0
     local_rank: int = 0
     world_size: int = 1
@@ -77,23 +83,43 @@ class _Dist:
         return self.rank == 0
 
 
-def _setup_distributed(device_pref: str | torch.device | None) -> _Dist:
+def setup_distributed(device_pref: str | torch.device | None) -> Distributed:
     """Join the process group torchrun describes in the environment (RANK, WORLD_SIZE, ...), if any."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1 or "RANK" not in os.environ:
-        return _Dist()
+        return Distributed()
     owns = False
     if not dist.is_initialized():
         wants_cuda = resolve_device(device_pref).type == "cuda"
         dist.init_process_group(backend="nccl" if wants_cuda else "gloo")
         owns = True
-    return _Dist(dist.get_rank(), int(os.environ.get("LOCAL_RANK", "0")), dist.get_world_size(), owns)
+    return Distributed(dist.get_rank(), int(os.environ.get("LOCAL_RANK", "0")), dist.get_world_size(), owns)
 
 
-def _all_ok(flag: bool, device: torch.device, dd: _Dist) -> bool:
+def all_ok(flag: bool, device: torch.device, dd: Distributed) -> bool:
     """True only if ``flag`` holds on every process (so all of them skip or step together)."""
     if not dd.enabled:
         return flag
     t = torch.tensor([1 if flag else 0], device=device, dtype=torch.int32)
     dist.all_reduce(t, op=dist.ReduceOp.MIN)
     return bool(t.item())
+
+
+@contextlib.contextmanager
+def fast_cuda_flags(enabled: bool = True) -> Iterator[None]:
+    """TF32 matrix products and cuDNN autotuning for the block, then the previous settings back.
+
+    These are process-wide switches: a library call must not flip them behind a notebook's back, so the
+    training CLI turns them on around its run and ``train()`` only when ``config.global_flags`` asks.
+    """
+    keys = ("matmul.allow_tf32", "cudnn.allow_tf32", "cudnn.benchmark")
+    objects = {"matmul": torch.backends.cuda.matmul, "cudnn": torch.backends.cudnn}
+    before = {k: getattr(objects[k.split(".")[0]], k.split(".")[1]) for k in keys}
+    try:
+        if enabled:
+            for k in keys:
+                setattr(objects[k.split(".")[0]], k.split(".")[1], True)
+        yield
+    finally:
+        for k, v in before.items():
+            setattr(objects[k.split(".")[0]], k.split(".")[1], v)

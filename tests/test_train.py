@@ -23,10 +23,11 @@ from PIL import Image
 from skimage import data as skdata
 
 import inpaintlib.models
-from inpaintlib.train import checkpoint as checkpoint_files
+import inpaintlib.train.recipes
+from inpaintlib import rundir
 from inpaintlib.data import PhotoFolder
 from inpaintlib.inference import inpaint
-from inpaintlib.masks import evaluation_masks
+from inpaintlib.masks import evaluation_assignment
 from inpaintlib.models import ContextEncoder, PConvUNet
 from inpaintlib.rundir import load_config, load_history, load_metrics, load_model, sample_paths
 from inpaintlib.train import (
@@ -73,7 +74,7 @@ def tiny_config(kind: str, photos: Path, **overrides):
     )
     if kind == "pconv":
         settings.update(image_size=64, steps=4, finetune_steps=2, sample_every=3, checkpoint_every=2,
-                        eval_masks_per_bucket=1, vgg_weights="hed")
+                        vgg_weights="hed")
     else:
         settings.update(bottleneck=16, steps=3, sample_every=2)
     return make_config(kind, None, **{**settings, **overrides})
@@ -201,13 +202,16 @@ def test_run_directory_holds_every_file_with_the_documented_columns(reference):
 
 
 def test_metrics_json_matches_an_independent_psnr_of_the_composite(reference, photos):
+    """metrics.json follows evaluate's protocol: weights.pt as saved, in fp32, and image i gets the masks
+    masks.evaluation_assignment gives it (one per bucket)."""
     run_dir, _ = reference
     metrics = load_metrics(run_dir)
     assert metrics["num_images"] == 2 and len(metrics["buckets"]) == 6
-    model = load_model(run_dir / "checkpoint.pt")  # the fp32 weights the metrics were computed with
+    model = load_model(run_dir)
     images = torch.stack([PhotoFolder(photos / "val", 64, train=False)[i] for i in range(2)])
-    label, mask = evaluation_masks(64, per_bucket=1, seed=0)[3]
-    masks = mask.expand(2, 1, 64, 64)
+    assign = evaluation_assignment(64, per_image=6, seed=0)
+    label = "0.3-0.4"
+    masks = torch.stack([next(m for name, m in assign(i) if name.startswith(label)) for i in range(2)])
     comp = inpaint(model, images, masks).double().numpy()
     gt = images.double().numpy()
     mse = ((comp - gt) ** 2).mean(axis=(1, 2, 3))
@@ -356,15 +360,21 @@ def test_resume_may_change_the_learning_rate_and_the_card_records_it(reference, 
     assert "finetune_lr 5e-05 -> 1e-05" in second[5] and "finetune_steps 2 -> 4" in second[5]
 
 
-@pytest.mark.parametrize("with_run_record", [True, False])
-def test_a_finished_run_without_checkpoint_resumes_from_its_weights(reference, photos, tmp_path, with_run_record):
+def test_weights_without_a_run_record_cannot_be_resumed_and_say_so(reference, photos, tmp_path):
+    run = copy_run(reference[0], tmp_path / "run")
+    (run / "checkpoint.pt").unlink()
+    weights = torch.load(run / "weights.pt", weights_only=True)
+    del weights["run"]  # a weights.pt from before the run record existed
+    torch.save(weights, run / "weights.pt")
+    with pytest.raises(ValueError, match="no run record"):
+        train(tiny_pconv(photos, finetune_steps=5), run, resume=True, progress=False)
+
+
+def test_a_finished_run_without_checkpoint_resumes_from_its_weights(reference, photos, tmp_path):
     run = copy_run(reference[0], tmp_path / "run")
     (run / "checkpoint.pt").unlink()  # what a repository keeps: weights.pt only
     weights = torch.load(run / "weights.pt", weights_only=True)
     assert weights["run"]["step"] == 6 and weights["run"]["config"]["finetune_steps"] == 2
-    if not with_run_record:  # a weights.pt written before the record existed: config.json + history.csv
-        del weights["run"]
-        torch.save(weights, run / "weights.pt")
     before = load_model(run).state_dict()
     seconds_before = float(load_history(run)["seconds"][-1])
     seen = {}
@@ -418,7 +428,7 @@ def test_resume_without_checkpoint_or_weights_names_both_files(photos, tmp_path)
 
 
 def test_hand_written_notes_on_the_run_card_survive_a_resume(reference, photos, tmp_path):
-    from inpaintlib.train.report import NOTES_MARKER
+    from inpaintlib.runcard import NOTES_MARKER
 
     run = copy_run(reference[0], tmp_path / "run")
     notes = f"{NOTES_MARKER}\n\n## What this run is\n\nA note written by hand.\n"
@@ -459,7 +469,7 @@ def nan_unet(bad_calls):
 
 
 def test_non_finite_loss_skips_the_update_and_keeps_the_state(photos, tmp_path, monkeypatch):
-    monkeypatch.setattr(inpaintlib.models, "PConvUNet", nan_unet(lambda call: call in (2, 3)))
+    monkeypatch.setattr(inpaintlib.train.recipes, "PConvUNet", nan_unet(lambda call: call in (2, 3)))
     states = {}
 
     def record(info):
@@ -481,7 +491,7 @@ def test_non_finite_loss_skips_the_update_and_keeps_the_state(photos, tmp_path, 
 def test_many_non_finite_losses_in_a_row_stop_the_run_and_keep_the_last_good_checkpoint(
     photos, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(inpaintlib.models, "PConvUNet", nan_unet(lambda call: call >= 3))
+    monkeypatch.setattr(inpaintlib.train.recipes, "PConvUNet", nan_unet(lambda call: call >= 3))
     config = tiny_pconv(photos, steps=8, finetune_steps=0, checkpoint_every=1, max_bad_steps=3)
     with pytest.warns(RuntimeWarning), pytest.raises(RuntimeError, match="3 non-finite losses in a row"):
         train(config, tmp_path / "run", progress=False)
@@ -492,7 +502,7 @@ def test_many_non_finite_losses_in_a_row_stop_the_run_and_keep_the_last_good_che
 
 def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
     path = tmp_path / "checkpoint.pt"
-    checkpoint_files._save_torch({"step": 1, "w": torch.ones(3)}, path)
+    rundir.save_torch({"step": 1, "w": torch.ones(3)}, path)
     before = path.read_bytes()
 
     def dying_save(obj, f, *args, **kwargs):
@@ -501,7 +511,7 @@ def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", dying_save)
     with pytest.raises(OSError, match="disk full"):
-        checkpoint_files._save_torch({"step": 2, "w": torch.zeros(3)}, path)
+        rundir.save_torch({"step": 2, "w": torch.zeros(3)}, path)
     assert path.read_bytes() == before
     assert torch.load(path, weights_only=True)["step"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]  # no temporary file left

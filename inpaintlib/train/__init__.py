@@ -27,21 +27,19 @@ together with the saved model, optimizer, scaler and RNG states the final weight
 (tested on CPU in fp32). The same keys make a DDP run with ``N`` processes of batch ``B`` see the same
 photos as one process of batch ``N * B``.
 
-The code, one concern a module: :mod:`~inpaintlib.train.config` (settings, profiles),
-:mod:`~inpaintlib.train.sampling`
-(the data as a function of ``(seed, step)``), :mod:`~inpaintlib.train.recipes` (the two models'
-training steps), :mod:`~inpaintlib.train.checkpoint` (files of the run directory),
-:mod:`~inpaintlib.train.report` (samples, metrics, RUN.md), :mod:`~inpaintlib.train.loop` (the loop)
-and :mod:`~inpaintlib.train.command` (the command line).
+The code, one concern a module: :mod:`~inpaintlib.train.config` (settings, profiles; the CLI flags are
+generated from them), :mod:`~inpaintlib.train.sampling` (the data as a function of ``(seed, step)``),
+:mod:`~inpaintlib.train.recipes` (the two models' training steps), :mod:`~inpaintlib.train.report`
+(environment, sample grids, metrics), :mod:`~inpaintlib.train.loop` (the loop, in named steps) and
+:mod:`~inpaintlib.train.command` (the command line). The files are written by :mod:`inpaintlib.rundir`
+and :mod:`inpaintlib.runcard`. To follow one training step: ``loop._one_step`` -> ``recipes.PConvRecipe.
+train_step`` -> :class:`inpaintlib.losses.PConvLoss`.
 """
 
 from __future__ import annotations
 
-from inpaintlib.rundir import load_model
-
 from .command import cli
-from .config import CONFIGS, PROFILES, CEConfig, PConvConfig, TrainConfig, config_from_dict, make_config
-from inpaintlib.device import resolve_amp, resolve_device
+from .config import PROFILES, CEConfig, PConvConfig, TrainConfig, config_from_dict, make_config
 from .loop import resume_config, train
 from .sampling import StepBatchSampler
 
@@ -54,9 +52,6 @@ __all__ = [
     "config_from_dict",
     "train",
     "resume_config",
-    "load_model",
-    "resolve_device",
-    "resolve_amp",
     "StepBatchSampler",
     "cli",
 ]

@@ -1,4 +1,7 @@
 """Command line: ``python -m inpaintlib train ...``, also under ``torchrun`` (see ``--help``).
+
+The flags are generated from the config dataclasses (:func:`inpaintlib.train.config.setting`): a setting
+with help text is a flag, and its help says which recipe it belongs to.
 """
 
 from __future__ import annotations
@@ -8,52 +11,13 @@ import json
 import os
 import shlex
 import sys
+from dataclasses import Field, fields
+from typing import Any
 
-from .config import CONFIGS, PROFILES, make_config
+from inpaintlib.device import fast_cuda_flags
+
+from .config import CONFIGS, PROFILES, TrainConfig, make_config
 from .loop import resume_config, train
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m inpaintlib train",
-        description="Train a Context Encoder (ce) or a PConv U-Net (pconv) and write a run directory "
-        "(config.json, history.csv, samples/, metrics.json, checkpoint.pt, weights.pt, RUN.md). "
-        "Settings not given come from --profile; with --resume, from the settings the run ended with. "
-        "Several GPUs: torchrun --standalone --nproc_per_node=N -m inpaintlib train ...",
-    )
-    p.add_argument("kind", choices=sorted(CONFIGS), help="ce: Context Encoder (report §3.1); pconv: PConv U-Net (§3.2)")
-    p.add_argument("--out", required=True, help="run directory to create (or to continue with --resume)")
-    p.add_argument("--profile", choices=sorted(PROFILES), default="cpu", help="sizes and step counts (default cpu)")
-    p.add_argument("--data", help="folder of training photos (default: the embedded data/photos/train)")
-    p.add_argument("--val-data", help="folder of held-out photos for samples and metrics (default data/photos/val)")
-    p.add_argument("--size", type=int, help="training image side in pixels (ce: must be 128)")
-    p.add_argument("--batch-size", type=int, help="images per step and process")
-    p.add_argument("--steps", type=int, help="training steps (pconv: of the first phase)")
-    p.add_argument("--finetune-steps", type=int, help="pconv only: steps of the fine-tuning phase (encoder BN frozen)")
-    p.add_argument("--lr", type=float, help="pconv only: Adam learning rate of the first phase (default 2e-4)")
-    p.add_argument("--finetune-lr", type=float, help="pconv only: learning rate of the fine-tuning phase (default 5e-5)")
-    p.add_argument("--lr-g", type=float, help="ce only: generator learning rate (default 1e-3)")
-    p.add_argument("--lr-d", type=float, help="ce only: discriminator learning rate (default 1e-4)")
-    p.add_argument("--width", type=int, help="channels of the first layer (64 in the report)")
-    p.add_argument("--bottleneck", type=int, help="ce only: channels of the bottleneck (4000 in the report)")
-    p.add_argument("--init-from", help="start the model from another run's weights (run directory or weights.pt)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint.pt, or from its weights.pt (Adam restarts) "
-                   "where no checkpoint was kept; may change step counts and learning rates")
-    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
-    p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], help="mixed precision (default auto)")
-    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the networks")
-    p.add_argument("--workers", type=int, help="DataLoader processes (default: 0 on CPU, cores - 1 up to 16 on CUDA)")
-    p.add_argument("--seed", type=int, help="seed of initialisation, data order and masks (default 0)")
-    p.add_argument("--log-every", type=int, help="steps between history.csv rows")
-    p.add_argument("--sample-every", type=int, help="steps between sample grids in samples/")
-    p.add_argument("--checkpoint-minutes", type=float, help="minutes between checkpoints (default 10)")
-    p.add_argument("--eval-images", type=int, help="validation photos scored in metrics.json (default all)")
-    p.add_argument("--vgg-weights", choices=["auto", "imagenet", "hed"], help="pconv only: VGG16 for the loss")
-    p.add_argument("--loss-weights", type=_loss_weights,
-                   help="pconv only: change eq. (12)'s weights, e.g. style=0,perceptual=0 "
-                   "(keys valid, hole, perceptual, style, tv; default 1, 6, 0.05, 120, 0.1)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar and no messages")
-    return p
 
 
 def _loss_weights(text: str) -> dict[str, float]:
@@ -72,47 +36,77 @@ def _loss_weights(text: str) -> dict[str, float]:
     return weights
 
 
-_FLAG_TO_FIELD = {
-    "data": "data",
-    "val_data": "val_data",
-    "size": "image_size",
-    "batch_size": "batch_size",
-    "steps": "steps",
-    "finetune_steps": "finetune_steps",
-    "lr": "lr",
-    "finetune_lr": "finetune_lr",
-    "lr_g": "lr_g",
-    "lr_d": "lr_d",
-    "width": "width",
-    "bottleneck": "bottleneck",
-    "init_from": "init_from",
-    "device": "device",
-    "amp": "amp",
-    "compile": "compile",
-    "workers": "num_workers",
-    "seed": "seed",
-    "log_every": "log_every",
-    "sample_every": "sample_every",
-    "checkpoint_minutes": "checkpoint_every_minutes",
-    "eval_images": "eval_images",
-    "vgg_weights": "vgg_weights",
-    "loss_weights": "loss_weights",
-}
+_PARSERS = {"loss_weights": _loss_weights}
+
+
+def flag_settings() -> dict[str, tuple[Field, list[str]]]:
+    """``{field name: (the field that carries the help text, recipes that have it)}`` for every setting
+    that is a command-line flag (a recipe that only changes a shared setting's default keeps its flag)."""
+    shared = {f.name: f for f in fields(TrainConfig) if f.metadata.get("help")}
+    found: dict[str, tuple[Field, list[str]]] = {}
+    for kind, cls in sorted(CONFIGS.items()):
+        for f in fields(cls):
+            described = f if f.metadata.get("help") else shared.get(f.name)
+            if described is not None:
+                found[f.name] = (described, [*found.get(f.name, (None, []))[1], kind])
+    return found
+
+
+def _flag(f: Field) -> str:
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def _add_flag(parser: argparse.ArgumentParser, f: Field, kinds: list[str]) -> None:
+    meta = f.metadata
+    text = meta["help"] + ("" if len(kinds) == len(CONFIGS) else f" [{' '.join(kinds)} only]")
+    if f.type in ("bool", bool):
+        parser.add_argument(_flag(f), dest=f.name, action="store_true", default=None, help=text)
+        return
+    types = {"int": int, "float": float}
+    kind_of = next((types[t] for t in types if str(f.type).startswith(t)), str)
+    parse = _PARSERS.get(meta.get("parse"), kind_of)
+    metavar = None if meta.get("choices") else _flag(f)[2:].upper().replace("-", "_")
+    parser.add_argument(_flag(f), dest=f.name, type=parse, choices=meta.get("choices"), metavar=metavar, help=text)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m inpaintlib train",
+        description="Train a Context Encoder (ce) or a PConv U-Net (pconv) and write a run directory "
+        "(config.json, history.csv, samples/, metrics.json, checkpoint.pt, weights.pt, RUN.md). "
+        "Settings not given come from --profile; with --resume, from the settings the run ended with. "
+        "Several GPUs: torchrun --standalone --nproc_per_node=N -m inpaintlib train ...",
+    )
+    p.add_argument("kind", choices=sorted(CONFIGS), help="ce: Context Encoder (report §3.1); pconv: PConv U-Net (§3.2)")
+    p.add_argument("--out", required=True, help="run directory to create (or to continue with --resume)")
+    p.add_argument("--profile", choices=sorted(PROFILES), default="cpu", help="sizes and step counts (default cpu)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its checkpoint.pt, or from its weights.pt (Adam restarts) "
+                   "where no checkpoint was kept; may change step counts and learning rates")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no messages")
+    for f, kinds in flag_settings().values():
+        _add_flag(p, f, kinds)
+    return p
+
+
+def _overrides(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given on the command line; a flag of the other recipe is an error."""
+    overrides = {}
+    for name, (f, kinds) in flag_settings().items():
+        value = getattr(args, name)
+        if value is None:
+            continue
+        if args.kind not in kinds:
+            parser.error(f"{_flag(f)} applies to {' and '.join(kinds)} only")
+        overrides[name] = value
+    return overrides
 
 
 def cli(argv: list[str] | None = None) -> int:
     """``python -m inpaintlib train ...`` (see ``--help``); returns the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
-    overrides = {f: getattr(args, a) for a, f in _FLAG_TO_FIELD.items() if getattr(args, a) is not None}
-    if args.kind == "ce":
-        for flag in ("finetune_steps", "vgg_weights", "loss_weights", "lr", "finetune_lr"):
-            if flag in overrides:
-                parser.error(f"--{flag.replace('_', '-')} applies to pconv only")
-    else:
-        for flag in ("bottleneck", "lr_g", "lr_d"):
-            if flag in overrides:
-                parser.error(f"--{flag.replace('_', '-')} applies to ce only")
+    overrides = _overrides(parser, args)
     argv = sys.argv[1:] if argv is None else argv
     world = int(os.environ.get("WORLD_SIZE", "1"))
     launcher = f"torchrun --nproc_per_node={world} -m inpaintlib" if world > 1 else "python -m inpaintlib"
@@ -124,7 +118,8 @@ def cli(argv: list[str] | None = None) -> int:
                 raise ValueError(f"{args.out} is a {config.kind!r} run, not {args.kind!r}")
         else:
             config = make_config(args.kind, args.profile, **overrides)
-        run_dir = train(config, args.out, resume=args.resume, progress=not args.quiet, command=command)
+        with fast_cuda_flags():  # a process of its own: the command line may set torch's global switches
+            run_dir = train(config, args.out, resume=args.resume, progress=not args.quiet, command=command)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -5,34 +5,49 @@ profiles "cpu" and "gpu", their validation, and which settings a resumed run may
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
+
+from inpaintlib.losses import DEFAULT_PCONV_WEIGHTS
+
+
+def setting(default: Any, help: str | None = None, flag: str | None = None, **argparse_kw: Any) -> Any:
+    """A config field; ``help`` makes it a command-line flag (``--name-with-dashes`` unless ``flag`` names
+    another), so the dataclasses below are the single description of the settings and the CLI is built
+    from them (:mod:`inpaintlib.train.command`)."""
+    meta = {"help": help, "flag": flag, **argparse_kw} if help else {}
+    if isinstance(default, (list, dict, tuple)) and not isinstance(default, tuple):
+        return field(default_factory=lambda: default, metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
 class TrainConfig:
     """Settings both recipes share (the recipe-specific ones live in :class:`CEConfig`, :class:`PConvConfig`)."""
 
-    image_size: int = 128
-    batch_size: int = 16  # per process; under DDP the global batch is batch_size * world size
-    width: int = 64
-    steps: int = 1000
-    data: str | None = None  # folder of training photos; None = the embedded data/photos/train
-    val_data: str | None = None  # held-out photos for samples and metrics; None = data/photos/val
-    log_every: int = 10  # one history.csv row every this many steps
-    sample_every: int = 500  # one samples/step_XXXXXX.png every this many steps (and at 0 and the end)
+    image_size: int = setting(128, "training image side in pixels (ce: must be 128)", flag="--size")
+    batch_size: int = setting(16, "images per step and process (under torchrun the global batch is N times this)")
+    width: int = setting(64, "channels of the first layer (64 in the report)")
+    steps: int = setting(1000, "training steps (pconv: of the first phase)")
+    data: str | None = setting(None, "folder of training photos (default: the embedded data/photos/train)")
+    val_data: str | None = setting(None, "folder of held-out photos for samples and metrics (default data/photos/val)")
+    log_every: int = setting(10, "steps between history.csv rows")
+    sample_every: int = setting(500, "steps between sample grids in samples/ (and at step 0 and the end)")
     sample_images: int = 4  # validation photos shown in each sample grid
-    eval_images: int | None = None  # validation photos scored in metrics.json; None = all
+    eval_images: int | None = setting(None, "validation photos scored in metrics.json (default all)")
     checkpoint_every: int = 0  # also checkpoint every this many steps (0 = only by time and at the end)
-    checkpoint_every_minutes: float = 10.0
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    amp: str = "auto"  # auto (bf16 where the hardware has it) | bf16 | fp16 | off
+    checkpoint_every_minutes: float = setting(10.0, "minutes between checkpoints (default 10)", flag="--checkpoint-minutes")
+    seed: int = setting(0, "seed of initialisation, data order and masks (default 0)")
+    device: str = setting("auto", "auto (default), cpu, cuda, cuda:N or mps")
+    amp: str = setting("auto", "mixed precision (default auto: bf16 where the hardware has it)",
+                       choices=["auto", "bf16", "fp16", "off"])
     channels_last: bool = True  # used on CUDA only: on CPU it gains nothing for PConv and costs the CE ~20 %
-    compile: bool = False
-    num_workers: int | None = None  # DataLoader workers; None = 0 on CPU, all cores but one (<= 16) on CUDA
+    compile: bool = setting(False, "torch.compile the networks")
+    num_workers: int | None = setting(None, "DataLoader processes (default: 0 on CPU, cores - 1 up to 16 on CUDA)",
+                                      flag="--workers")
     max_bad_steps: int = 20  # this many non-finite losses in a row stop the run
-    init_from: str | None = None  # start the model from another run's weights (run dir or weights.pt)
+    init_from: str | None = setting(None, "start the model from another run's weights (run directory or weights.pt)")
+    global_flags: bool = False  # let train() turn on TF32 / cuDNN autotuning for the run (the CLI always does)
     profile: str | None = None  # name of the profile the settings came from (a label only)
 
     kind: ClassVar[str] = ""
@@ -53,16 +68,16 @@ class CEConfig(TrainConfig):
     batch_size: int = 64
     width: int = 64
     steps: int = 200_000
-    bottleneck: int = 4000
-    lr_g: float = 1e-3
-    lr_d: float = 1e-4
+    bottleneck: int = setting(4000, "channels of the bottleneck (4000 in the report)")
+    lr_g: float = setting(1e-3, "generator learning rate (default 1e-3)")
+    lr_d: float = setting(1e-4, "discriminator learning rate (default 1e-4)")
     betas: tuple[float, float] = (0.5, 0.999)
     hole_size: int = 56  # the central hole (center_mask)
     patch_size: int = 64  # the predicted patch: the hole plus the overlap band
     overlap: int = 4
     overlap_weight: float = 10.0
     w_rec: float = 0.999  # eq. (5)
-    w_adv: float = 0.001
+    w_adv: float = setting(0.001, "weight of the adversarial term in eq. (5) (default 0.001; 0 = L2 only)")
 
     kind: ClassVar[str] = "ce"
 
@@ -78,16 +93,17 @@ class PConvConfig(TrainConfig):
     image_size: int = 256
     batch_size: int = 6
     width: int = 64
-    layers: int | None = None  # None = log2(image_size) - 1
+    layers: int | None = setting(None, "encoder levels (default log2(size) - 1)")
     steps: int = 233_600  # phase "train"
-    finetune_steps: int = 116_800  # phase "finetune": encoder BN frozen (freeze_encoder_batchnorm)
-    lr: float = 2e-4
-    finetune_lr: float = 5e-5
+    finetune_steps: int = setting(116_800, "steps of the fine-tuning phase (encoder BN frozen)")
+    lr: float = setting(2e-4, "Adam learning rate of the first phase (default 2e-4)")
+    finetune_lr: float = setting(5e-5, "learning rate of the fine-tuning phase (default 5e-5)")
     betas: tuple[float, float] = (0.9, 0.999)
     hole_ratio: tuple[float, float] = (0.01, 0.6)  # range of the irregular training masks
-    vgg_weights: str = "auto"  # VGG16Features weights: auto | imagenet | hed
-    loss_weights: dict[str, float] | None = None  # None = eq. (12)
-    eval_masks_per_bucket: int = 2
+    vgg_weights: str = setting("auto", "VGG16 for the loss", choices=["auto", "imagenet", "hed"])
+    loss_weights: dict[str, float] | None = setting(
+        None, "change eq. (12)'s weights, e.g. style=0,perceptual=0 (keys valid, hole, perceptual, style, tv; "
+        "default 1, 6, 0.05, 120, 0.1)", parse="loss_weights")
 
     kind: ClassVar[str] = "pconv"
 
@@ -147,7 +163,7 @@ def make_config(kind: str, profile: str | None = "cpu", **overrides: Any) -> Tra
     values.update(overrides)
     values.setdefault("profile", profile)
     config = cls(**values)
-    _validate_config(config)
+    validate_config(config)
     return config
 
 
@@ -160,11 +176,12 @@ def config_from_dict(values: dict[str, Any]) -> TrainConfig:
             v = values[f.name]
             kwargs[f.name] = tuple(v) if isinstance(v, list) else v
     config = cls(**kwargs)
-    _validate_config(config)
+    validate_config(config)
     return config
 
 
-def _validate_config(c: TrainConfig) -> None:
+def validate_config(c: TrainConfig) -> None:
+    """Raise ``ValueError`` naming the setting when a value is out of range."""
     def positive(name: str, allow_zero: bool = False) -> None:
         v = getattr(c, name)
         if isinstance(v, bool) or not isinstance(v, int) or v < (0 if allow_zero else 1):
@@ -198,7 +215,6 @@ def _validate_config(c: TrainConfig) -> None:
             raise ValueError(f"the Context Encoder predicts a 64x64 patch; got patch_size={c.patch_size}")
     if isinstance(c, PConvConfig):
         positive("finetune_steps", allow_zero=True)
-        positive("eval_masks_per_bucket")
         if c.layers is not None:
             positive("layers")
         layers = c.layers if c.layers is not None else int(math.log2(c.image_size)) - 1
@@ -211,8 +227,6 @@ def _validate_config(c: TrainConfig) -> None:
             raise ValueError(f"hole_ratio must be (lo, hi) with 0 <= lo < hi <= 1, got {c.hole_ratio}")
         if c.vgg_weights not in ("auto", "imagenet", "hed"):
             raise ValueError(f"vgg_weights must be 'auto', 'imagenet' or 'hed', got {c.vgg_weights!r}")
-        from inpaintlib.losses import DEFAULT_PCONV_WEIGHTS
-
         unknown = sorted(set(c.loss_weights or {}) - set(DEFAULT_PCONV_WEIGHTS))
         if unknown:
             raise ValueError(f"unknown loss weight(s) {unknown}; expected {', '.join(DEFAULT_PCONV_WEIGHTS)}")
@@ -224,7 +238,7 @@ def _validate_config(c: TrainConfig) -> None:
 
 # Settings that may differ when resuming: they change how long or where a run goes, or (learning rates)
 # how it goes on from here; the run card's sessions table records each change.
-_RESUMABLE_CHANGES = {
+RESUMABLE_CHANGES = {
     "steps",
     "finetune_steps",
     "lr",
@@ -240,17 +254,18 @@ _RESUMABLE_CHANGES = {
     "compile",
     "profile",
     "max_bad_steps",
+    "global_flags",
 }
 
 
-def _check_resume_config(stored: TrainConfig, given: TrainConfig) -> None:
+def check_resume_config(stored: TrainConfig, given: TrainConfig) -> None:
     a, b = asdict(stored), asdict(given)
-    changed = sorted(k for k in a if a[k] != b[k] and k not in _RESUMABLE_CHANGES)
+    changed = sorted(k for k in a if a[k] != b[k] and k not in RESUMABLE_CHANGES)
     if type(stored) is not type(given):
         raise ValueError(f"the run was a {stored.kind!r} run; cannot resume it as {given.kind!r}")
     if changed:
         details = ", ".join(f"{k}: {a[k]!r} -> {b[k]!r}" for k in changed)
         raise ValueError(
             f"resume needs the run's own settings, but these differ from its checkpoint: {details}. "
-            f"Only {sorted(_RESUMABLE_CHANGES)} may change; pass config=None to use the stored one."
+            f"Only {sorted(RESUMABLE_CHANGES)} may change; pass config=None to use the stored one."
         )

@@ -1,51 +1,93 @@
-"""The training loop (report §4): :func:`train` checks the config (and the checkpoint when resuming),
-``_run`` trains one recipe and writes the run directory described in :mod:`inpaintlib.rundir`.
+"""The training loop (report §4). :func:`train` reads one training session as named steps:
+
+1. :func:`_settings` -- the config, checked against the checkpoint when resuming;
+2. :func:`_set_up` -- device, recipe, data, and :func:`_restore` or :func:`_start` of the run directory;
+3. :func:`_train_steps` -- :func:`_one_step` per batch, :func:`_log_row` into ``history.csv``, sample grids
+   and :func:`_save_checkpoint`;
+4. :func:`_finish` -- checkpoint, ``weights.pt``, ``metrics.json`` and ``RUN.md``.
+
+The files are those of :mod:`inpaintlib.rundir`. Nothing of the caller's process is changed: the random
+states are put back afterwards, and torch's global speed switches only change when asked for.
 """
 
 from __future__ import annotations
 
-import csv
+import contextlib
 import json
 import time
 import warnings
-from dataclasses import asdict, replace
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
-import torch.distributed as dist
+import torch.distributed as torch_dist
+from torch import Tensor
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
-from inpaintlib.rundir import WEIGHTS_FORMAT
-
-from .checkpoint import (
+from inpaintlib.device import Distributed, fast_cuda_flags, resolve_amp, resolve_device, setup_distributed
+from inpaintlib.inference import inpaint
+from inpaintlib.runcard import write_run_card
+from inpaintlib.rundir import (
     CHECKPOINT_FORMAT,
-    _fmt,
-    _history_header,
-    _portable,
-    _rng_state,
-    _save_torch,
-    _set_rng_state,
-    _truncate_history,
-    _write_text,
+    append_history,
+    history_header,
+    load_checkpoint,
+    load_model,
+    load_weights,
+    portable,
+    rng_state,
+    save_torch,
+    save_weights,
+    set_rng_state,
+    truncate_history,
+    write_text,
 )
-from .config import TrainConfig, _check_resume_config, _validate_config, config_from_dict
-from inpaintlib.device import _Dist, _setup_distributed, resolve_amp, resolve_device
-from .recipes import _RECIPES
-from .report import _environment, _evaluate, _python_call, _sample_masks, _save_grid, _write_run_card
-from .sampling import (
-    _SALT_RANK,
-    StepBatchSampler,
-    _default_workers,
-    _derive_seed,
-    _photo_folder,
-    _stack_images,
-    _TrainingSamples,
-)
+
+from .config import TrainConfig, check_resume_config, config_from_dict, validate_config
+from .recipes import RECIPES, Recipe
+from .report import environment, python_call, sample_masks, save_sample_grid, validation_metrics
+from .sampling import SALT_RANK, StepBatchSampler, TrainingSamples, default_workers, derive_seed, photo_folder, stack_images
+
+Callback = Callable[[dict[str, Any]], None]
 
 
 def _new_log() -> dict[str, Any]:
     return {"sums": {}, "count": 0, "skipped": 0, "images": 0, "step_s": 0.0, "wait_s": 0.0}
+
+
+@dataclass
+class _Session:
+    """One training session of a run: what the steps below share."""
+
+    config: TrainConfig
+    out_dir: Path
+    device: torch.device
+    dist: Distributed
+    recipe: Recipe
+    env: dict[str, Any]
+    train_photos: Any
+    val_photos: Any
+    sample_images: Tensor
+    sample_masks: Tensor
+    header: list[str]
+    start: int = 0
+    seconds_before: float = 0.0
+    log: dict[str, Any] = field(default_factory=_new_log)
+    bad_in_row: int = 0
+    sessions: list[dict[str, Any]] = field(default_factory=list)
+    command: str | None = None
+    t_start: float = field(default_factory=time.perf_counter)
+
+    @property
+    def history(self) -> Path:
+        return self.out_dir / "history.csv"
+
+    def seconds(self) -> float:
+        """Wall time of the whole run so far, earlier sessions included."""
+        return self.seconds_before + time.perf_counter() - self.t_start
 
 
 def train(
@@ -55,7 +97,7 @@ def train(
     device: str | torch.device | None = None,
     progress: bool = True,
     *,
-    callback: Callable[[dict[str, Any]], None] | None = None,
+    callback: Callback | None = None,
     command: str | None = None,
 ) -> Path:
     """Train the model ``config`` describes and write the run directory ``out_dir``; returns its path.
@@ -75,37 +117,49 @@ def train(
     only rank 0 writes files.
     """
     out_dir = Path(out_dir)
-    ckpt_path = out_dir / "checkpoint.pt"
+    config, checkpoint = _settings(config, out_dir, resume)
+    dist = setup_distributed(device if device is not None else config.device)
+    dev = _device(device if device is not None else config.device, dist)
+    try:
+        with fast_cuda_flags(config.global_flags), _caller_rng_kept(dev):
+            session = _set_up(config, out_dir, checkpoint, dev, dist, command)
+            step = _train_steps(session, progress, callback)
+            if dist.enabled:
+                torch_dist.barrier()
+            if dist.main:
+                _finish(session, step)
+        return out_dir
+    finally:
+        if dist.owns_group:
+            torch_dist.destroy_process_group()
+
+
+def _settings(config: TrainConfig | None, out_dir: Path, resume: bool) -> tuple[TrainConfig, dict | None]:
+    """The config to train with and, when resuming, the state to start from."""
     checkpoint = None
     if resume:
-        checkpoint = _resume_state(out_dir)
+        checkpoint = resume_state(out_dir)
         stored = config_from_dict({**checkpoint["config"], "kind": checkpoint["kind"]})
         if config is None:
             config = stored
         else:
-            _check_resume_config(stored, config)
+            check_resume_config(stored, config)
             if stored.steps != config.steps and checkpoint["step"] > min(stored.steps, config.steps):
                 raise ValueError("steps (the first phase's length) cannot change once the run is past it")
     elif config is None:
         raise ValueError("config is required unless resume=True")
-    elif ckpt_path.exists() or (out_dir / "weights.pt").exists():
+    elif (out_dir / "checkpoint.pt").exists() or (out_dir / "weights.pt").exists():
         raise ValueError(f"{out_dir} already holds a run; pass resume=True to continue it or choose a new folder")
     if not isinstance(config, TrainConfig) or not config.kind:
         raise ValueError(f"config must be a CEConfig or PConvConfig, got {type(config).__name__}")
-    _validate_config(config)
-
-    dd = _setup_distributed(device if device is not None else config.device)
-    try:
-        return _run(config, out_dir, checkpoint, device, progress, callback, command, dd)
-    finally:
-        if dd.owns_group:
-            dist.destroy_process_group()
+    validate_config(config)
+    return config, checkpoint
 
 
-def _resume_state(out_dir: Path) -> dict[str, Any]:
-    """What a resume starts from: ``checkpoint.pt``, else the stand-in built from ``weights.pt``."""
+def resume_state(out_dir: Path) -> dict[str, Any]:
+    """What a resume of ``out_dir`` starts from: ``checkpoint.pt``, else the stand-in built from ``weights.pt``."""
     if (out_dir / "checkpoint.pt").is_file():
-        return torch.load(out_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
+        return load_checkpoint(out_dir / "checkpoint.pt")
     if (out_dir / "weights.pt").is_file():
         return _checkpoint_from_weights(out_dir)
     raise FileNotFoundError(
@@ -117,47 +171,19 @@ def resume_config(out_dir: str | Path, **overrides: Any) -> TrainConfig:
     """The settings a run ended with (from its checkpoint, else its weights), with ``overrides`` applied:
     what ``train(..., resume=True)`` continues with. Not ``config.json``, which keeps the first session's
     settings while resumes may change step counts and learning rates."""
-    state = _resume_state(Path(out_dir))
+    state = resume_state(Path(out_dir))
     return config_from_dict({**state["config"], **overrides, "kind": state["kind"]})
 
 
 def _checkpoint_from_weights(out_dir: Path) -> dict[str, Any]:
     """A stand-in checkpoint for continuing a finished run whose ``checkpoint.pt`` was not kept (a run
-    committed to a repository keeps only ``weights.pt``; see :mod:`inpaintlib.rundir`): the generator from
-    the fp16 weights; the step, time, sessions and settings from the ``run`` record that training stores
-    in ``weights.pt`` (for older files: ``config.json`` and ``history.csv``). Adam's moments, a Context
+    committed to a repository keeps only ``weights.pt``): the generator from the fp16 weights; the step,
+    time, sessions and settings from the ``run`` record of ``weights.pt``. Adam's moments, a Context
     Encoder's discriminator and the random streams start afresh, so unlike a real checkpoint this does
     not reproduce an uninterrupted run; the run card's sessions table says so.
     """
-    from inpaintlib.rundir import load_config
-
-    weights = torch.load(out_dir / "weights.pt", map_location="cpu", weights_only=True)
-    if not isinstance(weights, dict) or weights.get("format") != WEIGHTS_FORMAT:
-        raise ValueError(f"{out_dir / 'weights.pt'} is not an inpaintlib weights.pt file")
-    record = weights.get("run")
-    if record is None:  # weights.pt written before the run record existed
-        config = load_config(out_dir)
-        with (out_dir / "history.csv").open(newline="") as f:
-            rows = list(csv.DictReader(f))
-        if not rows:
-            raise ValueError(f"cannot resume {out_dir} from weights.pt: history.csv has no rows")
-        last = rows[-1]
-        step, seconds = int(last["step"]), float(last["seconds"])
-        # resumes may have run longer and at another learning rate than config.json says
-        if config["kind"] == "pconv":
-            config["finetune_steps"] = max(config["finetune_steps"], step - config["steps"])
-            config["finetune_lr" if last["phase"] == "finetune" else "lr"] = float(last["lr"])
-        else:
-            config["steps"] = max(config["steps"], step)
-            config["lr_g"] = float(last["lr"])
-        hardware = config.get("environment", {}).get("device_name", "unknown")
-        record = {
-            "step": step,
-            "seconds": seconds,
-            "sessions": [{"start_step": 0, "end_step": step, "seconds": seconds, "device_name": hardware}],
-            "command": None,
-            "config": config,
-        }
+    weights = load_weights(out_dir / "weights.pt")
+    record = weights["run"]
     state = {k: v.float() if v.is_floating_point() else v for k, v in weights["state_dict"].items()}
     return {
         "kind": weights["kind"],
@@ -173,240 +199,258 @@ def _checkpoint_from_weights(out_dir: Path) -> dict[str, Any]:
     }
 
 
-def _run(config, out_dir, checkpoint, device_arg, progress, callback, command, dd: _Dist) -> Path:
-    dev = resolve_device(device_arg if device_arg is not None else config.device)
+def _device(device: str | torch.device | None, dist: Distributed) -> torch.device:
+    dev = resolve_device(device)
     if dev.type == "cuda":
-        if dd.enabled:
-            dev = torch.device("cuda", dd.local_rank)
+        if dist.enabled:
+            dev = torch.device("cuda", dist.local_rank)
         if dev.index is not None:
             torch.cuda.set_device(dev)
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
+    return dev
+
+
+@contextlib.contextmanager
+def _caller_rng_kept(device: torch.device) -> Iterator[None]:
+    """Training seeds and restores torch's, numpy's and Python's global random states; the caller's
+    states are put back afterwards, so a notebook's own random numbers do not depend on a training cell."""
+    before = rng_state(device)
+    try:
+        yield
+    finally:
+        set_rng_state(before, device)
+
+
+def _set_up(
+    config: TrainConfig, out_dir: Path, checkpoint: dict | None, dev: torch.device, dist: Distributed,
+    command: str | None,
+) -> _Session:
+    """Device, recipe, photos and sample grid inputs; then the run directory restored or started."""
     amp_dtype = resolve_amp(config.amp, dev)
-    env = _environment(dev, amp_dtype, dd)
-    total = config.total_steps
-
-    # Models are initialised from the seed; on resume the checkpoint overwrites them.
-    torch.manual_seed(_derive_seed(config.seed, _SALT_RANK, 0))
-    # A resumed run takes its weights from the checkpoint: its init_from donor is not read (nor needed).
-    recipe = _RECIPES[config.kind](replace(config, init_from=None) if checkpoint else config, dev, amp_dtype, dd)
-    torch.manual_seed(_derive_seed(config.seed, _SALT_RANK, dd.rank + 1))  # per-process stream for the rest
-    history_path = out_dir / "history.csv"
-    header = _history_header(recipe)
-
-    train_photos = _photo_folder(config.data, "train", config.image_size, train=True)
-    val_photos = _photo_folder(config.val_data, "val", config.image_size, train=False)
-    sample_images = _stack_images(val_photos, config.sample_images)
-    sample_masks = _sample_masks(config, len(sample_images))
-
+    # Models are initialised from the seed; on resume the checkpoint overwrites them, and the run's
+    # init_from donor is not read (nor needed).
+    torch.manual_seed(derive_seed(config.seed, SALT_RANK, 0))
+    recipe = RECIPES[config.kind](replace(config, init_from=None) if checkpoint else config, dev, amp_dtype, dist)
+    torch.manual_seed(derive_seed(config.seed, SALT_RANK, dist.rank + 1))  # per-process stream for the rest
+    val_photos = photo_folder(config.val_data, "val", config.image_size, train=False)
+    sample_images = stack_images(val_photos, config.sample_images)
+    session = _Session(
+        config=config, out_dir=out_dir, device=dev, dist=dist, recipe=recipe,
+        env=environment(dev, amp_dtype, dist),
+        train_photos=photo_folder(config.data, "train", config.image_size, train=True),
+        val_photos=val_photos, sample_images=sample_images, sample_masks=sample_masks(config, len(sample_images)),
+        header=history_header(recipe.columns),
+    )
     if checkpoint is not None:
-        start = int(checkpoint["step"])
-        recipe.enter_phase(recipe.phase(start - 1) if start > 0 else recipe.phase(0))
-        if checkpoint.get("from_weights"):
-            recipe.networks["generator"].load_state_dict(checkpoint["models"]["generator"])
-            torch.manual_seed(_derive_seed(config.seed, _SALT_RANK, dd.rank + 1, start))
-        else:
-            recipe.load_state_dict(checkpoint)
-            _set_rng_state(checkpoint["rng"], dev)
-        seconds_before = float(checkpoint["seconds"])
-        log = checkpoint["log"]
-        bad_in_row = int(checkpoint["bad_steps"])
-        sessions = list(checkpoint["sessions"])
-        command = checkpoint["command"] if command is None else command
-        if dd.main:
-            _truncate_history(history_path, header, start)
-            for stale in out_dir.glob(".*.tmp"):  # left by a writer that was killed mid-write
-                stale.unlink(missing_ok=True)
+        _restore(session, checkpoint)
     else:
-        start, seconds_before, log, bad_in_row, sessions = 0, 0.0, _new_log(), 0, []
-        if dd.main:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            (out_dir / "samples").mkdir(exist_ok=True)
-            config_json = {"kind": config.kind, **asdict(config), "environment": env}
-            _write_text(out_dir / "config.json", json.dumps(config_json, indent=2) + "\n")
-            _truncate_history(history_path, header, -1)
-    if command is None:
-        command = _python_call(config, out_dir)
-    changed = {}
-    if checkpoint is not None:  # what this session changed, for the run card (see _RESUMABLE_CHANGES)
-        before = asdict(config_from_dict({**checkpoint["config"], "kind": checkpoint["kind"]}))  # lists -> tuples
-        now = asdict(config)
-        changed = {k: [before[k], now[k]] for k in now if k in before and before[k] != now[k]}
-    sessions.append({
-        "start_step": start, "end_step": start, "seconds": 0.0, "device_name": env["device_name"],
-        "lr": recipe.lr()["lr"], "changed": changed,
-    })
-    if checkpoint is not None and checkpoint.get("from_weights"):
-        sessions[-1]["note"] = (
+        _start(session)
+    session.command = command or session.command or python_call(config, out_dir)
+    return session
+
+
+def _restore(s: _Session, checkpoint: dict[str, Any]) -> None:
+    """Continue from a checkpoint (or the stand-in from ``weights.pt``): weights, optimizers, RNG, log."""
+    s.start = start = int(checkpoint["step"])
+    s.recipe.enter_phase(s.recipe.phase(start - 1) if start > 0 else s.recipe.phase(0))
+    if checkpoint.get("from_weights"):
+        s.recipe.networks["generator"].load_state_dict(checkpoint["models"]["generator"])
+        torch.manual_seed(derive_seed(s.config.seed, SALT_RANK, s.dist.rank + 1, start))
+    else:
+        s.recipe.load_state_dict(checkpoint)
+        set_rng_state(checkpoint["rng"], s.device)
+    s.seconds_before = float(checkpoint["seconds"])
+    s.log = checkpoint["log"]
+    s.bad_in_row = int(checkpoint["bad_steps"])
+    s.sessions = list(checkpoint["sessions"])
+    s.command = checkpoint["command"]
+    if s.dist.main:
+        truncate_history(s.history, s.header, start)
+        for stale in s.out_dir.glob(".*.tmp"):  # left by a writer that was killed mid-write
+            stale.unlink(missing_ok=True)
+    before = asdict(config_from_dict({**checkpoint["config"], "kind": checkpoint["kind"]}))  # lists -> tuples
+    now = asdict(s.config)
+    changed = {k: [before[k], now[k]] for k in now if k in before and before[k] != now[k]}
+    _open_session(s, changed)
+    if checkpoint.get("from_weights"):
+        s.sessions[-1]["note"] = (
             "resumed from weights.pt (no checkpoint.pt): Adam state"
-            + (" and the discriminator" if config.kind == "ce" else "")
+            + (" and the discriminator" if s.config.kind == "ce" else "")
             + " restarted"
         )
 
-    def sample(step: int) -> None:
-        recipe.set_train(False)
-        try:
-            x, m = sample_images.to(dev), sample_masks.to(dev)
-            comp = recipe.inpaint(x, m).float().cpu()
-        finally:
-            recipe.set_train(True)
-        _save_grid(sample_images, sample_masks, comp, out_dir / "samples" / f"step_{step:06d}.png")
 
-    t_session = time.perf_counter()
+def _start(s: _Session) -> None:
+    """A new run: the folder, ``config.json``, an empty ``history.csv`` and the step-0 sample grid."""
+    if s.dist.main:
+        (s.out_dir / "samples").mkdir(parents=True, exist_ok=True)
+        config_json = {"kind": s.config.kind, **asdict(s.config), "environment": s.env}
+        write_text(s.out_dir / "config.json", json.dumps(config_json, indent=2) + "\n")
+        truncate_history(s.history, s.header, -1)
+    _open_session(s, {})
+    if s.dist.main:
+        _sample(s, 0)
 
-    def seconds() -> float:
-        return seconds_before + time.perf_counter() - t_session
 
-    def save_checkpoint(step: int) -> None:
-        sessions[-1].update(end_step=step, seconds=time.perf_counter() - t_session)
-        state = {
-            "format": CHECKPOINT_FORMAT,
-            "kind": config.kind,
-            "config": asdict(config),
-            "model_args": recipe.model_args(),
-            "step": step,
-            "phase": recipe.phase(max(0, step - 1)),
-            **recipe.state_dict(),
-            "rng": _rng_state(dev),
-            "seconds": seconds(),
-            "log": log,
-            "bad_steps": bad_in_row,
-            "sessions": sessions,
-            "command": command,
-        }
-        _save_torch(state, out_dir / "checkpoint.pt")
+def _open_session(s: _Session, changed: dict[str, Any]) -> None:
+    s.sessions.append({
+        "start_step": s.start, "end_step": s.start, "seconds": 0.0, "device_name": s.env["device_name"],
+        "lr": s.recipe.lr()["lr"], "changed": changed,
+    })
 
-    if dd.main and start == 0:
-        sample(0)
 
-    num_workers = config.num_workers if config.num_workers is not None else _default_workers(dev)
+def _sample(s: _Session, step: int) -> None:
+    s.recipe.set_train(False)
+    try:
+        comp = s.recipe.inpaint(s.sample_images.to(s.device), s.sample_masks.to(s.device)).float().cpu()
+    finally:
+        s.recipe.set_train(True)
+    save_sample_grid(s.sample_images, s.sample_masks, comp, s.out_dir / "samples" / f"step_{step:06d}.png")
+
+
+def _save_checkpoint(s: _Session, step: int) -> None:
+    """The full state for an exact resume, written atomically."""
+    s.sessions[-1].update(end_step=step, seconds=time.perf_counter() - s.t_start)
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "kind": s.config.kind,
+        "config": asdict(s.config),
+        "model_args": s.recipe.model_args(),
+        "step": step,
+        "phase": s.recipe.phase(max(0, step - 1)),
+        **s.recipe.state_dict(),
+        "rng": rng_state(s.device),
+        "seconds": s.seconds(),
+        "log": s.log,
+        "bad_steps": s.bad_in_row,
+        "sessions": s.sessions,
+        "command": s.command,
+    }
+    save_torch(state, s.out_dir / "checkpoint.pt")
+
+
+def _loader(s: _Session) -> DataLoader:
+    c = s.config
+    workers = c.num_workers if c.num_workers is not None else default_workers(s.device)
     sampler = StepBatchSampler(
-        len(train_photos), config.batch_size, config.seed, start, total, rank=dd.rank, world_size=dd.world_size
+        len(s.train_photos), c.batch_size, c.seed, s.start, c.total_steps, rank=s.dist.rank,
+        world_size=s.dist.world_size,
     )
-    loader = DataLoader(
-        _TrainingSamples(train_photos, config),
+    return DataLoader(
+        TrainingSamples(s.train_photos, c),
         batch_sampler=sampler,
-        num_workers=num_workers,
-        pin_memory=dev.type == "cuda",
-        persistent_workers=num_workers > 0,
-        prefetch_factor=4 if num_workers > 0 else None,
+        num_workers=workers,
+        pin_memory=s.device.type == "cuda",
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
     )
-    global_batch = config.batch_size * dd.world_size
 
-    from tqdm.auto import tqdm
 
-    quiet = not (progress and dd.main)
-    bar = tqdm(total=total, initial=start, disable=quiet, unit="step", desc=config.kind, dynamic_ncols=True)
-    last_ckpt = time.monotonic()
-    recipe.set_train(True)
-    step = start
-    batches = iter(loader)
+def _train_steps(s: _Session, progress: bool, callback: Callback | None) -> int:
+    """Steps from ``s.start`` to the end of the run; returns the step reached."""
+    c, total = s.config, s.config.total_steps
+    bar = tqdm(total=total, initial=s.start, disable=not (progress and s.dist.main), unit="step", desc=c.kind,
+               dynamic_ncols=True)
+    last_checkpoint = time.monotonic()
+    s.recipe.set_train(True)
+    step = s.start
+    batches = iter(_loader(s))
     try:
         while step < total:
-            phase = recipe.phase(step)
-            recipe.enter_phase(phase)
+            phase = s.recipe.phase(step)
+            s.recipe.enter_phase(phase)
             t0 = time.perf_counter()
             images, masks = next(batches)
-            t1 = time.perf_counter()
-            images = images.to(dev, non_blocking=True).contiguous(memory_format=recipe.memory_format)
-            masks = masks.to(dev, non_blocking=True).contiguous(memory_format=recipe.memory_format)
-            backup = [b.clone() for b in recipe._buffers()]
-            losses, ok = recipe.train_step(images, masks)
-            values = torch.stack([v.float() for v in losses.values()]).cpu().tolist()  # one device sync
+            losses, ok = _one_step(s, images, masks, step + 1, t0)
             step += 1
-            log["step_s"] += time.perf_counter() - t0
-            log["wait_s"] += t1 - t0
-            log["images"] += global_batch
-            if ok:
-                bad_in_row = 0
-                log["count"] += 1
-                for k, v in zip(losses, values):
-                    log["sums"][k] = log["sums"].get(k, 0.0) + v
-            else:
-                # The non-finite step changed nothing: no optimizer update, BN statistics put back.
-                with torch.no_grad():
-                    for b, saved in zip(recipe._buffers(), backup):
-                        b.copy_(saved)
-                bad_in_row += 1
-                log["skipped"] += 1
-                message = f"step {step}: non-finite loss ({dict(zip(losses, values))}); update skipped"
-                warnings.warn(message, RuntimeWarning, stacklevel=2)
-                if bad_in_row >= config.max_bad_steps:
-                    raise RuntimeError(
-                        f"{bad_in_row} non-finite losses in a row (last at step {step}); stopping. The last good "
-                        f"checkpoint is kept in {out_dir / 'checkpoint.pt'}. Lower the learning rate, try amp='off', "
-                        "or check the data for corrupt photos."
-                    )
-            if dd.main:
-                if step % config.log_every == 0 or step == total:
-                    row = {
-                        "step": step,
-                        "epoch": round(step * global_batch / len(train_photos), 4),
-                        "phase": phase,
-                        **{k: log["sums"][k] / log["count"] if log["count"] else float("nan") for k in recipe.columns},
-                        **recipe.lr(),
-                        "img_per_s": log["images"] / max(log["step_s"], 1e-9),
-                        "data_wait": log["wait_s"] / max(log["step_s"], 1e-9),
-                        "skipped": log["skipped"],
-                        "seconds": seconds(),
-                    }
-                    with history_path.open("a", newline="") as f:
-                        csv.DictWriter(f, fieldnames=header, lineterminator="\n").writerow(
-                            {k: _fmt(row.get(k, "")) for k in header}
-                        )
-                    log = _new_log()
+            if s.dist.main:
+                if step % c.log_every == 0 or step == total:
+                    row = _log_row(s, step, phase)
                     bar.set_postfix(loss=f"{row['total']:.4g}", phase=phase, refresh=False)
-                if step % config.sample_every == 0 or step == total:
-                    sample(step)
-                by_steps = config.checkpoint_every and step % config.checkpoint_every == 0
-                by_time = time.monotonic() - last_ckpt >= 60 * config.checkpoint_every_minutes
+                if step % c.sample_every == 0 or step == total:
+                    _sample(s, step)
+                by_steps = c.checkpoint_every and step % c.checkpoint_every == 0
+                by_time = time.monotonic() - last_checkpoint >= 60 * c.checkpoint_every_minutes
                 if (by_steps or by_time) and step < total and ok:
-                    save_checkpoint(step)
-                    last_ckpt = time.monotonic()
+                    _save_checkpoint(s, step)
+                    last_checkpoint = time.monotonic()
             bar.update(1)
             if callback is not None:
-                callback(
-                    {
-                        "step": step,
-                        "phase": phase,
-                        "losses": dict(zip(losses, values)),
-                        "skipped": not ok,
-                        "networks": recipe.networks,
-                        "run_dir": out_dir,
-                    }
-                )
+                callback({"step": step, "phase": phase, "losses": losses, "skipped": not ok,
+                          "networks": s.recipe.networks, "run_dir": s.out_dir})
     finally:
         bar.close()
         del batches
-    if dd.enabled:
-        dist.barrier()
-    if not dd.main:
-        return out_dir
+    return step
 
-    # End of the run: checkpoint (so it can be extended), weights, metrics, run card.
-    save_checkpoint(step)
-    weights = {
-        "format": WEIGHTS_FORMAT,
-        "kind": config.kind,
-        "model_args": recipe.model_args(),
-        "state_dict": {
-            k: v.half() if v.is_floating_point() else v for k, v in recipe.networks["generator"].state_dict().items()
-        },
-        # What `train(..., resume=True)` needs to go on from these weights where checkpoint.pt is not kept.
-        "run": {
-            "step": step,
-            "seconds": seconds(),
-            "sessions": sessions,
-            "command": _portable(command),
-            "config": {"kind": config.kind, **asdict(config)},
-        },
+
+def _one_step(s: _Session, images: Tensor, masks: Tensor, step: int, t0: float) -> tuple[dict[str, float], bool]:
+    """One optimisation step; a non-finite loss changes nothing (no update, BatchNorm statistics put back)."""
+    t1 = time.perf_counter()
+    fmt = s.recipe.memory_format
+    images = images.to(s.device, non_blocking=True).contiguous(memory_format=fmt)
+    masks = masks.to(s.device, non_blocking=True).contiguous(memory_format=fmt)
+    backup = [b.clone() for b in s.recipe.buffers()]
+    terms, ok = s.recipe.train_step(images, masks)
+    losses = dict(zip(terms, torch.stack([v.float() for v in terms.values()]).cpu().tolist()))  # one sync
+    log = s.log
+    log["step_s"] += time.perf_counter() - t0
+    log["wait_s"] += t1 - t0
+    log["images"] += s.config.batch_size * s.dist.world_size
+    if ok:
+        s.bad_in_row = 0
+        log["count"] += 1
+        for k, v in losses.items():
+            log["sums"][k] = log["sums"].get(k, 0.0) + v
+        return losses, ok
+    with torch.no_grad():
+        for b, saved in zip(s.recipe.buffers(), backup):
+            b.copy_(saved)
+    s.bad_in_row += 1
+    log["skipped"] += 1
+    warnings.warn(f"step {step}: non-finite loss ({losses}); update skipped", RuntimeWarning, stacklevel=3)
+    if s.bad_in_row >= s.config.max_bad_steps:
+        raise RuntimeError(
+            f"{s.bad_in_row} non-finite losses in a row (last at step {step}); stopping. The last good "
+            f"checkpoint is kept in {s.out_dir / 'checkpoint.pt'}. Lower the learning rate, try amp='off', "
+            "or check the data for corrupt photos."
+        )
+    return losses, ok
+
+
+def _log_row(s: _Session, step: int, phase: str) -> dict[str, Any]:
+    """One ``history.csv`` row: loss means since the previous row, learning rate, speed, wall time."""
+    log = s.log
+    row = {
+        "step": step,
+        "epoch": round(step * s.config.batch_size * s.dist.world_size / len(s.train_photos), 4),
+        "phase": phase,
+        **{k: log["sums"][k] / log["count"] if log["count"] else float("nan") for k in s.recipe.columns},
+        **s.recipe.lr(),
+        "img_per_s": log["images"] / max(log["step_s"], 1e-9),
+        "data_wait": log["wait_s"] / max(log["step_s"], 1e-9),
+        "skipped": log["skipped"],
+        "seconds": s.seconds(),
     }
-    _save_torch(weights, out_dir / "weights.pt")
-    val_images = _stack_images(val_photos, config.eval_images)
-    metrics = _evaluate(recipe, config, val_images, step)
-    _write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    sessions[-1].update(end_step=step, seconds=time.perf_counter() - t_session)
-    state = {"step": step, "seconds": seconds(), "sessions": sessions, "command": _portable(command)}
-    _write_run_card(out_dir, config, env, state, metrics, len(train_photos), len(val_photos))
-    return out_dir
+    append_history(s.history, s.header, row)
+    s.log = _new_log()
+    return row
+
+
+def _finish(s: _Session, step: int) -> None:
+    """End of the session: checkpoint (so the run can be extended), weights, metrics, run card."""
+    _save_checkpoint(s, step)
+    config = {"kind": s.config.kind, **asdict(s.config)}
+    record = {"step": step, "seconds": s.seconds(), "sessions": s.sessions, "command": portable(s.command),
+              "config": config}
+    save_weights(s.out_dir / "weights.pt", s.config.kind, s.recipe.model_args(), s.recipe.networks["generator"], record)
+    # Scored from weights.pt as saved, in fp32, by the protocol of `evaluate`: the numbers users reproduce.
+    model = load_model(s.out_dir, device=s.device)
+    val_images = stack_images(s.val_photos, s.config.eval_images).to(s.device)
+    metrics = validation_metrics(
+        lambda x, m: inpaint(model, x, m.to(x.device)), s.config.kind, val_images, step,
+        hole_size=getattr(s.config, "hole_size", 56), batch=max(8, s.config.batch_size),
+    )
+    write_text(s.out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    s.sessions[-1].update(end_step=step, seconds=time.perf_counter() - s.t_start)
+    state = {"step": step, "seconds": s.seconds(), "sessions": s.sessions, "command": portable(s.command)}
+    write_run_card(s.out_dir, config, s.env, state, metrics, len(s.train_photos), len(s.val_photos))

@@ -12,13 +12,24 @@ import contextlib
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from inpaintlib.device import Distributed, all_ok
+from inpaintlib.inference import inpaint
+from inpaintlib.losses import (
+    PConvLoss,
+    context_encoder_discriminator_loss,
+    context_encoder_generator_loss,
+    discriminator_half_loss,
+)
 from inpaintlib.masks import center_patch_slice
+from inpaintlib.models import ContextDiscriminator, ContextEncoder, PConvUNet, freeze_encoder_batchnorm
+from inpaintlib.rundir import load_model
+from inpaintlib.vgg import VGG16Features
 
 from .config import CEConfig, PConvConfig, TrainConfig
-from inpaintlib.device import _all_ok, _Dist
+
+__all__ = ["Recipe", "PConvRecipe", "CERecipe", "RECIPES"]
 
 
 def _adam(params, lr: float, betas: tuple[float, float], device: torch.device) -> torch.optim.Adam:
@@ -29,8 +40,6 @@ def _adam(params, lr: float, betas: tuple[float, float], device: torch.device) -
 def _load_initial_weights(module: nn.Module, source: str) -> None:
     """Copy the inpainting model of another run into ``module`` (``init_from``: train a stored run
     further, on other data or another machine; optimiser state starts afresh)."""
-    from inpaintlib.rundir import load_model
-
     donor = load_model(source)
     if type(donor) is not type(module):
         raise ValueError(f"init_from {source} holds a {type(donor).__name__}, not a {type(module).__name__}")
@@ -43,12 +52,12 @@ def _load_initial_weights(module: nn.Module, source: str) -> None:
         ) from None
 
 
-class _Recipe:
+class Recipe:
     """What differs between the models: networks, optimizers, one training step, inpainting."""
 
     columns: tuple[str, ...] = ()  # the loss terms logged in history.csv
 
-    def __init__(self, config: TrainConfig, device: torch.device, amp_dtype: torch.dtype | None, dd: _Dist):
+    def __init__(self, config: TrainConfig, device: torch.device, amp_dtype: torch.dtype | None, dd: Distributed):
         self.config, self.device, self.amp_dtype, self.dd = config, device, amp_dtype, dd
         self.networks: dict[str, nn.Module] = {}  # plain modules: state dicts, evaluation
         self.locals: dict[str, nn.Module] = {}  # the same, compiled if asked for
@@ -90,7 +99,8 @@ class _Recipe:
     def _backward(self, name: str, loss: Tensor) -> None:
         self.scalers[name].scale(loss).backward()
 
-    def _buffers(self) -> list[Tensor]:
+    def buffers(self) -> list[Tensor]:
+        """Every network's buffers (BatchNorm statistics): put back after a skipped, non-finite step."""
         return [b for m in self.networks.values() for b in m.buffers()]
 
     # -- interface used by the loop
@@ -112,8 +122,6 @@ class _Recipe:
     def inpaint(self, images: Tensor, masks: Tensor) -> Tensor:
         """Composite of the generator's completion (eval mode, no gradients) under the run's autocast:
         the library's own :func:`inpaintlib.inference.inpaint`, so training reports what users get."""
-        from inpaintlib.inference import inpaint
-
         with self.autocast():
             return inpaint(self.networks["generator"], images, masks)
 
@@ -147,7 +155,7 @@ class _Recipe:
                 s.load_state_dict(state["scalers"][k])
 
 
-class _PConvRecipe(_Recipe):
+class PConvRecipe(Recipe):
     """Report §3.2 / §4.2: eq. (12) on irregular masks; phase "finetune" freezes the encoder's BN."""
 
     columns = ("total", "valid", "hole", "perceptual", "style_out", "style_comp", "tv")
@@ -155,9 +163,6 @@ class _PConvRecipe(_Recipe):
 
     def __init__(self, config: PConvConfig, device, amp_dtype, dd):
         super().__init__(config, device, amp_dtype, dd)
-        from inpaintlib.losses import PConvLoss, VGG16Features
-        from inpaintlib.models import PConvUNet
-
         self._add_network("generator", PConvUNet(config.image_size, config.layers, config.width))
         features = VGG16Features(weights=config.vgg_weights)
         self.loss = PConvLoss(features, config.loss_weights).to(self.device, memory_format=self.memory_format)
@@ -176,8 +181,6 @@ class _PConvRecipe(_Recipe):
             return
         if phase != "finetune":
             raise ValueError(f"cannot go from phase {self._phase!r} back to {phase!r}")
-        from inpaintlib.models import freeze_encoder_batchnorm
-
         net = self.networks["generator"]
         freeze_encoder_batchnorm(net)
         self._wrap("generator")  # DDP must be rebuilt: its set of parameters to reduce has changed
@@ -197,22 +200,18 @@ class _PConvRecipe(_Recipe):
             output = self.runners["generator"](images, masks)  # (N, 3, H, W) in [0, 1]
             terms = self.loss(output, images, masks)
         self._backward("generator", terms["total"])
-        ok = _all_ok(bool(torch.isfinite(terms["total"])), self.device, self.dd)
+        ok = all_ok(bool(torch.isfinite(terms["total"])), self.device, self.dd)
         self._step("generator", ok)
         return {k: terms[k].detach() for k in self.columns}, ok
 
 
-class _CERecipe(_Recipe):
+class CERecipe(Recipe):
     """Report §3.1 / §4.1, Fig 1: per step one discriminator update, then one generator update."""
 
     columns = ("total", "rec", "adv", "d_loss", "d_acc")
 
     def __init__(self, config: CEConfig, device, amp_dtype, dd):
         super().__init__(config, device, amp_dtype, dd)
-        from inpaintlib.losses import context_encoder_discriminator_loss, context_encoder_generator_loss
-        from inpaintlib.models import ContextDiscriminator, ContextEncoder
-
-        self.d_loss, self.g_loss = context_encoder_discriminator_loss, context_encoder_generator_loss
         self._add_network("generator", ContextEncoder(config.bottleneck, config.width))
         self._add_network("discriminator", ContextDiscriminator(config.width))
         self.optimizers["generator"] = _adam(self.networks["generator"].parameters(), config.lr_g, config.betas, device)
@@ -237,7 +236,6 @@ class _CERecipe(_Recipe):
         real = images * 2 - 1  # the Context Encoder works in [-1, 1] (report §3.1)
         real_patch = real[:, :, s, s]  # (N, 3, 64, 64)
         G, D = self.runners["generator"], self.runners["discriminator"]
-        ones = torch.ones(images.shape[0], device=self.device)
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
         with self.autocast():
@@ -247,12 +245,12 @@ class _CERecipe(_Recipe):
         # Pathak do), each with its own forward/backward pair, which DDP also requires.
         with self.autocast():
             logit_real = D(real_patch)
-        self._backward("discriminator", F.binary_cross_entropy_with_logits(logit_real.float(), ones))
+        self._backward("discriminator", discriminator_half_loss(logit_real, real=True))
         with self.autocast():
             logit_fake = D(fake_patch.detach())
-        self._backward("discriminator", F.binary_cross_entropy_with_logits(logit_fake.float(), 1 - ones))
-        d_terms = self.d_loss(logit_real.detach(), logit_fake.detach())  # the same two halves, for the log
-        ok_d = _all_ok(bool(torch.isfinite(d_terms["total"])), self.device, self.dd)
+        self._backward("discriminator", discriminator_half_loss(logit_fake, real=False))
+        d_terms = context_encoder_discriminator_loss(logit_real.detach(), logit_fake.detach())  # for the log
+        ok_d = all_ok(bool(torch.isfinite(d_terms["total"])), self.device, self.dd)
         self._step("discriminator", ok_d)
 
         # Generator, eq. (5), with fresh scores from the updated discriminator. The discriminator
@@ -261,13 +259,13 @@ class _CERecipe(_Recipe):
         d_local.requires_grad_(False)
         try:
             with self.autocast():
-                g_terms = self.g_loss(
+                g_terms = context_encoder_generator_loss(
                     fake_patch, real_patch, d_local(fake_patch), c.w_rec, c.w_adv, c.overlap, c.overlap_weight
                 )
             self._backward("generator", g_terms["total"])
         finally:
             d_local.requires_grad_(True)
-        ok_g = _all_ok(bool(torch.isfinite(g_terms["total"])), self.device, self.dd)
+        ok_g = all_ok(bool(torch.isfinite(g_terms["total"])), self.device, self.dd)
         self._step("generator", ok_g)
         losses = {
             "total": g_terms["total"].detach(),
@@ -279,4 +277,4 @@ class _CERecipe(_Recipe):
         return losses, ok_d and ok_g
 
 
-_RECIPES: dict[str, type[_Recipe]] = {"ce": _CERecipe, "pconv": _PConvRecipe}
+RECIPES: dict[str, type[Recipe]] = {"ce": CERecipe, "pconv": PConvRecipe}

@@ -5,10 +5,8 @@ seeding of crops, flips and masks, and the loader's defaults (see "Exact resume"
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
-import random
 from pathlib import Path
 
 import numpy as np
@@ -16,18 +14,19 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
+from inpaintlib.data import PhotoFolder, photo_dir
 from inpaintlib.masks import center_mask, irregular_mask
 
 from .config import CEConfig, TrainConfig
 
 
-def _derive_seed(*values: int) -> int:
+def derive_seed(*values: int) -> int:
     """A well-mixed 63-bit seed from a tuple of non-negative integers."""
     a, b = np.random.SeedSequence([int(v) for v in values]).generate_state(2, np.uint32)
     return ((int(a) << 32) | int(b)) & 0x7FFF_FFFF_FFFF_FFFF
 
 
-_SALT_EPOCH, _SALT_IMAGE, _SALT_MASK, _SALT_RANK, _SALT_SAMPLE = 1, 2, 3, 4, 5
+SALT_EPOCH, SALT_IMAGE, SALT_MASK, SALT_RANK, SALT_SAMPLE = 1, 2, 3, 4, 5
 
 
 class StepBatchSampler(Sampler):
@@ -63,7 +62,7 @@ class StepBatchSampler(Sampler):
         if epoch not in self._perms:
             if len(self._perms) > 4:
                 self._perms.pop(min(self._perms))
-            g = torch.Generator().manual_seed(_derive_seed(self.seed, _SALT_EPOCH, epoch))
+            g = torch.Generator().manual_seed(derive_seed(self.seed, SALT_EPOCH, epoch))
             self._perms[epoch] = torch.randperm(self.n, generator=g)
         return self._perms[epoch]
 
@@ -73,7 +72,7 @@ class StepBatchSampler(Sampler):
         keys = []
         for j in range(self.rank * self.batch_size, (self.rank + 1) * self.batch_size):
             epoch, i = divmod(step * g + j, self.n)
-            keys.append((int(self._perm(epoch)[i]), _derive_seed(self.seed, _SALT_SAMPLE, step, j)))
+            keys.append((int(self._perm(epoch)[i]), derive_seed(self.seed, SALT_SAMPLE, step, j)))
         return keys
 
     def __iter__(self):
@@ -81,26 +80,7 @@ class StepBatchSampler(Sampler):
             yield self.batch(step)
 
 
-@contextlib.contextmanager
-def _seeded_global_rng(seed: int):
-    """Run a block with torch/numpy/random seeded from ``seed``, then put the previous states back.
-
-    ``PhotoFolder`` draws its crops and flips from the global generators; seeding them per sample
-    makes a sample a function of its key, in the main process and in any worker.
-    """
-    np_state, py_state = np.random.get_state(), random.getstate()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        np.random.seed(seed % 2**32)
-        random.seed(seed)
-        try:
-            yield
-        finally:
-            np.random.set_state(np_state)
-            random.setstate(py_state)
-
-
-class _TrainingSamples(Dataset):
+class TrainingSamples(Dataset):
     """``(index, seed) -> (image (3,S,S) in [0,1], mask (1,S,S), 1 = valid)``; both drawn from ``seed``."""
 
     def __init__(self, photos: Dataset, config: TrainConfig) -> None:
@@ -116,17 +96,15 @@ class _TrainingSamples(Dataset):
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[Tensor, Tensor]:
         index, seed = key
-        with _seeded_global_rng(_derive_seed(seed, _SALT_IMAGE)):
-            image = self.photos[index]
+        image = self.photos.crop(index, torch.Generator().manual_seed(derive_seed(seed, SALT_IMAGE)))
         if self.fixed_mask is not None:
             return image, self.fixed_mask
-        g = torch.Generator().manual_seed(_derive_seed(seed, _SALT_MASK))
+        g = torch.Generator().manual_seed(derive_seed(seed, SALT_MASK))
         return image, irregular_mask(self.size, self.size, self.hole_ratio, generator=g)
 
 
-def _photo_folder(root: str | Path | None, split: str, size: int, train: bool) -> Dataset:
-    from inpaintlib.data import PhotoFolder, photo_dir
-
+def photo_folder(root: str | Path | None, split: str, size: int, train: bool) -> Dataset:
+    """The training or validation photos (the embedded ones unless ``root`` names a folder)."""
     # Decoded photos stay in memory when they fit: decoding is ~95 % of a sample's CPU cost
     # (bench/bench_data.py), and the CE run on an H100 waited on its loader ~30 % of the time.
     # Only where workers are forked and so share that memory; spawned ones would each get a copy.
@@ -134,7 +112,7 @@ def _photo_folder(root: str | Path | None, split: str, size: int, train: bool) -
     return PhotoFolder(Path(root) if root is not None else photo_dir(split), size, train=train, cache=cache)
 
 
-def _default_workers(device: torch.device) -> int:
+def default_workers(device: torch.device) -> int:
     """DataLoader workers when not set: none on CPU (they would compete with the training threads);
     on a GPU all but one of this process's share of the cores, up to 16 -- decoding photos is what
     the GPU waits for (measured on an H100: CE at batch 64 waited 54 % of the time with 8 workers,
@@ -149,6 +127,7 @@ def _default_workers(device: torch.device) -> int:
     return max(1, min(16, per_process - 1))
 
 
-def _stack_images(dataset: Dataset, count: int | None) -> Tensor:
+def stack_images(dataset: Dataset, count: int | None) -> Tensor:
+    """The first ``count`` items of ``dataset`` (all when None) as one tensor."""
     n = len(dataset) if count is None else min(count, len(dataset))
     return torch.stack([dataset[i] for i in range(n)])  # (n, 3, S, S)

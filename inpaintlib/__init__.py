@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str):
     # ``inpaintlib.inpaint(model, image, mask)`` without importing torch-heavy modules at package import.
     if name == "inpaint":
-        from .inference import inpaint
+        from .inference import inpaint  # imported on first use: `import inpaintlib` (and --help) stay light
 
         return inpaint
     raise AttributeError(f"module 'inpaintlib' has no attribute {name!r}")

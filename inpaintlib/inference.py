@@ -22,9 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
-
 from PIL import Image
+from torch import Tensor, nn
 
 from inpaintlib.data import load_image
 from inpaintlib.device import resolve_device

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from inpaintlib.masks.check import check_binary
+
 __all__ = ["PartialConv2d"]
 
 
@@ -165,8 +167,6 @@ class PartialConv2d(nn.Conv2d):
             mask = mask[:, :1]  # an expanded shared mask: count and multiply one channel
         if mask.dtype != torch.bool and not mask.is_floating_point():
             raise ValueError(f"mask must be bool or floating point, got dtype {mask.dtype}")
-        if self.check_mask_values and mask.dtype != torch.bool:
-            is_binary = mask.eq(0).logical_or_(mask.eq(1))  # in place: one temporary, not two
-            if not bool(is_binary.all()):
-                raise ValueError("mask must be binary (1 = valid, 0 = hole); found other values")
+        if self.check_mask_values:
+            check_binary(mask)
         return mask

@@ -131,7 +131,7 @@ def lpips_available() -> tuple[bool, str]:
     Returns ``(available, note)``; nothing is ever downloaded.
     """
     try:
-        import torchvision
+        import torchvision  # only to name the AlexNet weights file: LPIPS is opt-in
 
         url = torchvision.models.AlexNet_Weights.DEFAULT.url
     except Exception as err:  # pragma: no cover - torchvision is a dependency
@@ -143,7 +143,7 @@ def lpips_available() -> tuple[bool, str]:
 
 
 def lpips_scorer(device: str | torch.device) -> Callable[[torch.Tensor, torch.Tensor], float]:
-    from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
+    from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity  # opt-in metric: loaded on demand
 
     metric = LearnedPerceptualImagePatchSimilarity(net_type="alex", normalize=True).to(device).eval()
 

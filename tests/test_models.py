@@ -253,7 +253,7 @@ def test_pconv_unet_overfits_a_fixed_batch():
 
 def test_pconv_unet_rejects_a_non_binary_mask_once_at_the_input():
     model = PConvUNet(64, width=8)
-    with pytest.raises(ValueError, match="binary mask"):
+    with pytest.raises(ValueError, match="must be binary"):
         model(torch.rand(1, 3, 64, 64), torch.full((1, 1, 64, 64), 0.5))
 
 

@@ -43,7 +43,7 @@ def test_stored_run_can_be_continued_from_its_weights(name):
     """What `train --resume` reads when checkpoint.pt is not there: the step, time and settings match the
     run's own files, and the weights fit the model those settings build."""
     from inpaintlib.train.config import config_from_dict
-    from inpaintlib.train.loop import resume_state
+    from inpaintlib.train.resume import resume_state
 
     run = RUNS / name
     state = resume_state(run)

@@ -19,7 +19,7 @@ The package's modules: :mod:`~inpaintlib.masks.check` (polarity and shape checks
 
 from __future__ import annotations
 
-from .check import check_mask_not_degenerate, check_pair, composite, hole_ratio, validate_mask
+from .check import check_binary, check_mask_not_degenerate, check_pair, composite, hole_ratio, validate_mask
 from .png import load_mask_png, save_mask_png
 from .protocol import (
     BUCKET_LABELS,
@@ -43,6 +43,7 @@ __all__ = [
     "evaluation_assignment",
     "center_mask",
     "center_patch_slice",
+    "check_binary",
     "check_mask_not_degenerate",
     "check_pair",
     "composite",

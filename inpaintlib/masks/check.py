@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["positive_int", "hole_ratio", "validate_mask", "check_mask_not_degenerate", "check_pair", "composite"]
+__all__ = ["positive_int", "hole_ratio", "check_binary", "validate_mask", "check_mask_not_degenerate", "check_pair", "composite"]
 
 
 def positive_int(value: object, name: str) -> int:
@@ -52,6 +52,26 @@ def hole_ratio(mask: torch.Tensor) -> float | torch.Tensor:
     raise ValueError(f"mask must have shape (H, W), (1, H, W) or (N, 1, H, W); got {tuple(mask.shape)}")
 
 
+def check_binary(mask: torch.Tensor, name: str = "mask") -> None:
+    """Raise ``ValueError`` unless every value of ``mask`` is 0 (hole) or 1 (valid); bool masks pass.
+
+    The value check every mask goes through -- here, in :class:`~inpaintlib.layers.PartialConv2d` and in
+    the models -- with a message that counts the offenders and says how to fix them.
+    """
+    if mask.dtype == torch.bool:
+        return
+    ok = mask.eq(0).logical_or_(mask.eq(1))  # in place: one temporary, not two
+    if bool(ok.all()):
+        return
+    bad = ~ok
+    n_bad = int(bad.sum())
+    example = mask[bad][0].item()
+    raise ValueError(
+        f"{name} must be binary (1 = valid, 0 = hole): {n_bad} of {mask.numel()} values are "
+        f"neither 0 nor 1 (e.g. {example!r}); threshold it, e.g. (mask > 0.5).float()"
+    )
+
+
 def validate_mask(mask: torch.Tensor, like: torch.Tensor | None = None, name: str = "mask") -> None:
     """Check that ``mask`` is a binary mask (1 = valid, 0 = hole) of shape ``(1, H, W)`` or ``(N, 1, H, W)``.
 
@@ -76,15 +96,7 @@ def validate_mask(mask: torch.Tensor, like: torch.Tensor | None = None, name: st
         )
     if mask.numel() == 0:
         raise ValueError(f"{name} is empty: shape {tuple(mask.shape)}")
-    if mask.dtype != torch.bool:
-        bad = ~((mask == 0) | (mask == 1))
-        n_bad = int(bad.sum())
-        if n_bad:
-            example = mask[bad][0].item()
-            raise ValueError(
-                f"{name} must be binary (1 = valid, 0 = hole): {n_bad} of {mask.numel()} values are "
-                f"neither 0 nor 1 (e.g. {example!r}); threshold it, e.g. (mask > 0.5).float()"
-            )
+    check_binary(mask, name)
     if like is not None:
         if not isinstance(like, torch.Tensor) or like.ndim not in (3, 4):
             shape = tuple(like.shape) if isinstance(like, torch.Tensor) else type(like).__name__

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from inpaintlib.layers import PartialConv2d
+from inpaintlib.masks.check import check_binary
 
 __all__ = ["PConvUNet", "freeze_encoder_batchnorm", "default_layers"]
 
@@ -201,8 +202,7 @@ class PConvUNet(nn.Module):
             raise ValueError(f"PConvUNet expects mask of shape (N, 1, {h}, {w}) (1 = valid, 0 = hole), got {shape}")
         # The 0/1 check runs once here rather than in each of the ~15 partial convs (one host sync
         # per layer on a GPU); inner layers receive masks that eq. (7) makes binary by construction.
-        if mask.dtype != torch.bool and not bool(((mask == 0) | (mask == 1)).all()):
-            raise ValueError("PConvUNet expects a binary mask (1 = valid, 0 = hole); it holds other values")
+        check_binary(mask)
         if mask.shape[0] != n:
             if mask.shape[0] != 1:
                 raise ValueError(f"mask batch size {mask.shape[0]} does not match image batch size {n} (or 1)")

@@ -40,7 +40,8 @@ from __future__ import annotations
 
 from .command import cli
 from .config import PROFILES, CEConfig, PConvConfig, TrainConfig, config_from_dict, make_config
-from .loop import resume_config, train
+from .loop import train
+from .resume import resume_config
 from .sampling import StepBatchSampler
 
 __all__ = [

@@ -17,7 +17,8 @@ from typing import Any
 from inpaintlib.device import fast_cuda_flags
 
 from .config import CONFIGS, PROFILES, TrainConfig, make_config
-from .loop import resume_config, train
+from .loop import train
+from .resume import resume_config
 
 
 def _loss_weights(text: str) -> dict[str, float]:

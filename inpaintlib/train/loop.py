@@ -1,6 +1,6 @@
 """The training loop (report §4). :func:`train` reads one training session as named steps:
 
-1. :func:`_settings` -- the config, checked against the checkpoint when resuming;
+1. :func:`~inpaintlib.train.resume.settings_for` -- the config, checked against the checkpoint when resuming;
 2. :func:`_set_up` -- device, recipe, data, and :func:`_restore` or :func:`_start` of the run directory;
 3. :func:`_train_steps` -- :func:`_one_step` per batch, :func:`_log_row` into ``history.csv``, sample grids
    and :func:`_save_checkpoint`;
@@ -34,9 +34,7 @@ from inpaintlib.rundir import (
     CHECKPOINT_FORMAT,
     append_history,
     history_header,
-    load_checkpoint,
     load_model,
-    load_weights,
     portable,
     rng_state,
     save_torch,
@@ -46,16 +44,21 @@ from inpaintlib.rundir import (
     write_text,
 )
 
-from .config import TrainConfig, check_resume_config, config_from_dict, validate_config
+from .config import TrainConfig, config_from_dict
 from .recipes import RECIPES, Recipe
 from .report import environment, python_call, sample_masks, save_sample_grid, validation_metrics
-from .sampling import SALT_RANK, StepBatchSampler, TrainingSamples, default_workers, derive_seed, photo_folder, stack_images
+from .resume import new_log, settings_for
+from .sampling import (
+    SALT_RANK,
+    StepBatchSampler,
+    TrainingSamples,
+    default_workers,
+    derive_seed,
+    photo_folder,
+    stack_images,
+)
 
 Callback = Callable[[dict[str, Any]], None]
-
-
-def _new_log() -> dict[str, Any]:
-    return {"sums": {}, "count": 0, "skipped": 0, "images": 0, "step_s": 0.0, "wait_s": 0.0}
 
 
 @dataclass
@@ -75,7 +78,7 @@ class _Session:
     header: list[str]
     start: int = 0
     seconds_before: float = 0.0
-    log: dict[str, Any] = field(default_factory=_new_log)
+    log: dict[str, Any] = field(default_factory=new_log)
     bad_in_row: int = 0
     sessions: list[dict[str, Any]] = field(default_factory=list)
     command: str | None = None
@@ -117,7 +120,7 @@ def train(
     only rank 0 writes files.
     """
     out_dir = Path(out_dir)
-    config, checkpoint = _settings(config, out_dir, resume)
+    config, checkpoint = settings_for(config, out_dir, resume)
     dist = setup_distributed(device if device is not None else config.device)
     dev = _device(device if device is not None else config.device, dist)
     try:
@@ -132,71 +135,6 @@ def train(
     finally:
         if dist.owns_group:
             torch_dist.destroy_process_group()
-
-
-def _settings(config: TrainConfig | None, out_dir: Path, resume: bool) -> tuple[TrainConfig, dict | None]:
-    """The config to train with and, when resuming, the state to start from."""
-    checkpoint = None
-    if resume:
-        checkpoint = resume_state(out_dir)
-        stored = config_from_dict({**checkpoint["config"], "kind": checkpoint["kind"]})
-        if config is None:
-            config = stored
-        else:
-            check_resume_config(stored, config)
-            if stored.steps != config.steps and checkpoint["step"] > min(stored.steps, config.steps):
-                raise ValueError("steps (the first phase's length) cannot change once the run is past it")
-    elif config is None:
-        raise ValueError("config is required unless resume=True")
-    elif (out_dir / "checkpoint.pt").exists() or (out_dir / "weights.pt").exists():
-        raise ValueError(f"{out_dir} already holds a run; pass resume=True to continue it or choose a new folder")
-    if not isinstance(config, TrainConfig) or not config.kind:
-        raise ValueError(f"config must be a CEConfig or PConvConfig, got {type(config).__name__}")
-    validate_config(config)
-    return config, checkpoint
-
-
-def resume_state(out_dir: Path) -> dict[str, Any]:
-    """What a resume of ``out_dir`` starts from: ``checkpoint.pt``, else the stand-in built from ``weights.pt``."""
-    if (out_dir / "checkpoint.pt").is_file():
-        return load_checkpoint(out_dir / "checkpoint.pt")
-    if (out_dir / "weights.pt").is_file():
-        return _checkpoint_from_weights(out_dir)
-    raise FileNotFoundError(
-        f"cannot resume: {out_dir} holds neither checkpoint.pt nor weights.pt (start a new run without resume)"
-    )
-
-
-def resume_config(out_dir: str | Path, **overrides: Any) -> TrainConfig:
-    """The settings a run ended with (from its checkpoint, else its weights), with ``overrides`` applied:
-    what ``train(..., resume=True)`` continues with. Not ``config.json``, which keeps the first session's
-    settings while resumes may change step counts and learning rates."""
-    state = resume_state(Path(out_dir))
-    return config_from_dict({**state["config"], **overrides, "kind": state["kind"]})
-
-
-def _checkpoint_from_weights(out_dir: Path) -> dict[str, Any]:
-    """A stand-in checkpoint for continuing a finished run whose ``checkpoint.pt`` was not kept (a run
-    committed to a repository keeps only ``weights.pt``): the generator from the fp16 weights; the step,
-    time, sessions and settings from the ``run`` record of ``weights.pt``. Adam's moments, a Context
-    Encoder's discriminator and the random streams start afresh, so unlike a real checkpoint this does
-    not reproduce an uninterrupted run; the run card's sessions table says so.
-    """
-    weights = load_weights(out_dir / "weights.pt")
-    record = weights["run"]
-    state = {k: v.float() if v.is_floating_point() else v for k, v in weights["state_dict"].items()}
-    return {
-        "kind": weights["kind"],
-        "config": {k: v for k, v in record["config"].items() if k not in ("kind", "environment")},
-        "step": int(record["step"]),
-        "seconds": float(record["seconds"]),
-        "sessions": record["sessions"],
-        "command": record["command"],
-        "models": {"generator": state},
-        "log": _new_log(),
-        "bad_steps": 0,
-        "from_weights": True,
-    }
 
 
 def _device(device: str | torch.device | None, dist: Distributed) -> torch.device:
@@ -432,7 +370,7 @@ def _log_row(s: _Session, step: int, phase: str) -> dict[str, Any]:
         "seconds": s.seconds(),
     }
     append_history(s.history, s.header, row)
-    s.log = _new_log()
+    s.log = new_log()
     return row
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import platform
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,16 @@ from torch import Tensor
 
 import inpaintlib
 from inpaintlib.device import Distributed
+from inpaintlib.inference import inpaint
 from inpaintlib.masks import BUCKETS, bucket_of, center_mask, evaluation_assignment, evaluation_masks, hole_ratio
 from inpaintlib.metrics import METRICS, l1_hole, psnr, ssim
-from inpaintlib.rundir import atomic_write, git_commit
+from inpaintlib.runcard import write_run_card
+from inpaintlib.rundir import atomic_write, git_commit, load_config, load_model, load_weights, write_text
 
-from .config import CONFIGS, PROFILES, CEConfig, TrainConfig, make_config
+from .config import CONFIGS, PROFILES, CEConfig, TrainConfig, config_from_dict, make_config
+from .sampling import photo_folder, stack_images
 
-__all__ = ["environment", "sample_masks", "save_sample_grid", "validation_metrics", "python_call"]
+__all__ = ["environment", "sample_masks", "save_sample_grid", "validation_metrics", "python_call", "rescore_run"]
 
 Inpaint = Callable[[Tensor, Tensor], Tensor]  # (images (N,3,S,S), masks (N,1,S,S)) -> composites
 
@@ -127,3 +131,23 @@ def python_call(config: TrainConfig, out_dir: Path) -> str:
     ]
     args = ", ".join([repr(config.kind), repr(config.profile), *diff])
     return f'train(make_config({args}), "{out_dir.name}")'
+
+
+def rescore_run(run_dir: str | Path, batch: int = 8) -> dict[str, Any]:
+    """Recompute a finished run's ``metrics.json`` from its ``weights.pt`` (on the CPU, in fp32) and rewrite
+    ``RUN.md`` from the run record -- e.g. after the evaluation protocol changed. Returns the metrics."""
+    run_dir = Path(run_dir)
+    record = load_weights(run_dir / "weights.pt")["run"]
+    config = config_from_dict(record["config"])
+    stored = load_config(run_dir)
+    val = photo_folder(config.val_data, "val", config.image_size, train=False)
+    images = stack_images(val, config.eval_images)
+    model = load_model(run_dir)
+    metrics = validation_metrics(lambda x, m: inpaint(model, x, m), config.kind, images, int(record["step"]),
+                                 hole_size=getattr(config, "hole_size", 56), batch=batch)
+    write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    train_photos = photo_folder(config.data, "train", config.image_size, train=True)
+    state = {k: record[k] for k in ("step", "seconds", "sessions", "command")}
+    write_run_card(run_dir, {"kind": config.kind, **asdict(config)}, stored["environment"], state, metrics,
+                   len(train_photos), len(val))
+    return metrics

@@ -7,7 +7,10 @@ Thin on purpose: each subcommand's parser and logic live in the module it belong
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+
+from inpaintlib.errors import DEBUG_ENV
 
 COMMANDS = {
     "train": ("inpaintlib.train", "train a Context Encoder or a PConv U-Net into a run directory"),
@@ -19,8 +22,11 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if "--debug" in argv:  # tracebacks for user errors too (read by inpaintlib.errors)
+        os.environ[DEBUG_ENV] = "1"
+        argv = [a for a in argv if a != "--debug"]
     if not argv or argv[0] in {"-h", "--help"} or argv[0] not in COMMANDS:
-        lines = ["usage: python -m inpaintlib COMMAND [--help] ...", "", "commands:"]
+        lines = ["usage: python -m inpaintlib COMMAND [--help] [--debug] ...", "", "commands:"]
         lines += [f"  {name:<9} {help_}" for name, (_, help_) in COMMANDS.items()]
         print("\n".join(lines), file=sys.stdout if argv[:1] in ([], ["-h"], ["--help"]) else sys.stderr)
         return 0 if argv[:1] in ([], ["-h"], ["--help"]) else 2

@@ -26,6 +26,7 @@ from typing import Any
 
 import nbformat
 
+from inpaintlib.errors import exits_cleanly
 from inpaintlib.paths import book_dir
 
 __all__ = [
@@ -190,7 +191,10 @@ def clean_file(path: str | Path) -> list[tuple[int, str]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"notebook not found: {path}")
-    nb = nbformat.read(path, as_version=4)
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception as error:  # not JSON, not a notebook, an unknown nbformat: nbformat's errors vary
+        raise ValueError(f"{path} is not a Jupyter notebook ({type(error).__name__}: {error})") from None
     clean_notebook(nb)
     nbformat.write(nb, path)
     return find_machine_paths(nb)
@@ -243,6 +247,7 @@ def run_chapter(
     return seconds
 
 
+@exits_cleanly
 def cli(argv: list[str] | None = None) -> int:
     """``python -m inpaintlib book {run,clean}``; returns the process exit status."""
     parser = argparse.ArgumentParser(prog="python -m inpaintlib book", description=__doc__.split("\n\n")[0])

@@ -4,19 +4,63 @@ orientation) as a float tensor ``(3, H, W)`` in [0, 1], with Pillow's decompress
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["IMAGE_EXTENSIONS", "CACHE_LIMIT_BYTES", "load_image", "decode", "decoded_bytes", "check_readable",
+__all__ = ["IMAGE_EXTENSIONS", "CACHE_LIMIT_BYTES", "DEFAULT_MAX_PIXELS", "pixel_limit", "open_image", "load_image", "decode", "decoded_bytes", "check_readable",
            "as_float_rgb"]
 
 #: File suffixes treated as images (compared case-insensitively).
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 _READ_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+DEFAULT_MAX_PIXELS = 50_000_000
+"""Images and masks larger than this are refused from their header, before any pixel is decoded (a 290 KB
+PNG can hold 100 megapixels and take 3.4 GB to decode). ``INPAINTLIB_MAX_PIXELS`` changes it; Pillow's own
+decompression-bomb guard stays on as well."""
+
+
+def pixel_limit() -> int:
+    """The pixel limit in force: ``INPAINTLIB_MAX_PIXELS`` if set, else :data:`DEFAULT_MAX_PIXELS`."""
+    text = os.environ.get("INPAINTLIB_MAX_PIXELS")
+    if text is None:
+        return DEFAULT_MAX_PIXELS
+    try:
+        limit = int(text)
+    except ValueError:
+        limit = 0
+    if limit <= 0:
+        raise ValueError(f"INPAINTLIB_MAX_PIXELS must be a positive integer, got {text!r}")
+    return limit
+
+
+@contextlib.contextmanager
+def open_image(path: Path, what: str = "image") -> Iterator[Image.Image]:
+    """Open ``path`` with Pillow (header only) after checking it exists and is within :func:`pixel_limit`;
+    every read error becomes a ``ValueError`` that names the file (``what`` says what it was meant to be)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} file not found: {path}")
+    try:
+        with Image.open(path) as image:
+            pixels, limit = image.width * image.height, pixel_limit()
+            if pixels > limit:
+                raise ValueError(
+                    f"{what} {path} is {image.width}x{image.height} = {pixels / 1e6:.1f} megapixels, over the "
+                    f"limit of {limit / 1e6:g} megapixels (checked before decoding; set INPAINTLIB_MAX_PIXELS "
+                    "to allow larger files)"
+                )
+            yield image
+    except _READ_ERRORS as error:
+        if isinstance(error, ValueError) and str(error).startswith(f"{what} {path} is "):
+            raise
+        raise ValueError(f"cannot read {what} {path}: {type(error).__name__}: {error}") from error
 
 
 def _pixels(image: Image.Image) -> np.ndarray:
@@ -59,15 +103,10 @@ def as_float_rgb(pixels: np.ndarray) -> np.ndarray:
 
 def decode(path: Path) -> np.ndarray:
     """Decode ``path`` upright into :func:`_pixels` form; errors name the file."""
-    if not path.is_file():
-        raise FileNotFoundError(f"image file not found: {path}")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            ImageOps.exif_transpose(image, in_place=True)  # rotate phone photos upright
-            return _pixels(image)
-    except _READ_ERRORS as error:
-        raise ValueError(f"cannot read image {path}: {type(error).__name__}: {error}") from error
+    with open_image(path) as image:
+        image.load()
+        ImageOps.exif_transpose(image, in_place=True)  # rotate phone photos upright
+        return _pixels(image)
 
 
 def load_image(path: str | Path) -> torch.Tensor:
@@ -83,8 +122,8 @@ def load_image(path: str | Path) -> torch.Tensor:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: the file cannot be decoded (not an image, truncated, too many pixels); the
-            message names the file.
+        ValueError: the file cannot be decoded (not an image, truncated, over :func:`pixel_limit`);
+            the message names the file.
     """
     array = as_float_rgb(decode(Path(path)))  # (H, W, 3)
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))  # (3, H, W)

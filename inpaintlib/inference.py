@@ -16,7 +16,7 @@ Command line::
 from __future__ import annotations
 
 import argparse
-import sys
+import io
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +27,10 @@ from torch import Tensor, nn
 
 from inpaintlib.data import load_image
 from inpaintlib.device import resolve_device
-from inpaintlib.masks import center_patch_slice, composite, load_mask_png, validate_mask
+from inpaintlib.errors import exits_cleanly
+from inpaintlib.masks import center_patch_slice, composite, hole_ratio, load_mask_png, validate_mask
 from inpaintlib.models import ContextEncoder, PConvUNet
-from inpaintlib.rundir import load_model
+from inpaintlib.rundir import atomic_write, load_model
 
 __all__ = ["inpaint", "ENSEMBLE_SIZES", "check_ensemble", "cli"]
 
@@ -123,10 +124,16 @@ def inpaint(model: nn.Module | str | Path, image: Tensor, mask: Tensor, ensemble
     if not isinstance(image, Tensor) or image.ndim not in (3, 4) or image.shape[-3] != 3:
         got = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
         raise ValueError(f"image must be a (3, H, W) or (N, 3, H, W) tensor in [0, 1], got {got}")
-    if not image.is_floating_point() or float(image.min()) < 0 or float(image.max()) > 1:
+    if not image.is_floating_point():
+        raise ValueError(f"image must be a float tensor with values in [0, 1], got dtype {image.dtype}")
+    if not bool(torch.isfinite(image).all()):
+        raise ValueError("image holds NaN or infinite values; expected finite values in [0, 1]")
+    if float(image.min()) < 0 or float(image.max()) > 1:
         raise ValueError("image must be a float tensor with values in [0, 1]")
     check_ensemble(ensemble)
     validate_mask(mask, like=image)
+    if bool((mask.flatten(-3).amax(-1) == 0).any()):
+        raise ValueError("mask is entirely hole (all 0 = hole): there is no known pixel to inpaint from")
     single = image.ndim == 3
     images = image.unsqueeze(0) if single else image  # (N, 3, H, W)
     masks = mask.unsqueeze(0) if mask.ndim == 3 else mask  # (N or 1, 1, H, W)
@@ -153,35 +160,59 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m inpaintlib inpaint",
         description="Fill the holes of one picture with a trained model and write the composite "
-        "(known pixels unchanged, the model's prediction in the hole).",
+        "(known pixels unchanged, the model's prediction in the hole). Mask convention: white = keep "
+        "(valid), black = hole; masks from OpenCV, LaMa or diffusers (white = hole) need --invert-mask.",
     )
     p.add_argument("--checkpoint", required=True, help="a run directory (uses weights.pt) or a weights.pt file")
     p.add_argument("--image", required=True, help="the picture to complete (any format Pillow reads)")
     p.add_argument("--mask", required=True, help="black-and-white PNG of the same size: white = keep, black = hole")
     p.add_argument("--out", required=True, help="where to write the completed picture (PNG recommended)")
     p.add_argument("--invert-mask", action="store_true", help="the mask file is white = hole, black = keep")
+    p.add_argument("--allow-large-holes", action="store_true",
+                   help=f"fill holes larger than the training range ({MAX_TRAINED_HOLE:.0%} of the picture) anyway")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto")
     p.add_argument("--ensemble", type=int, default=1, choices=ENSEMBLE_SIZES,
                    help="average the predictions for 1 (default), 2, 4 or 8 mirrored copies of the input")
     return p
 
 
+MAX_TRAINED_HOLE = 0.6  # the largest hole ratio of the training masks (report §4.2, Liu et al.'s buckets)
+
+
+def check_cli_mask(mask: Tensor, name: str, allow_large: bool) -> float:
+    """The command line's guard on a mask file: no hole, all hole, or a hole beyond the training range
+    (often a mask of the opposite polarity) are refused with the convention spelled out. Returns the
+    hole ratio."""
+    ratio = float(hole_ratio(mask))
+    convention = ("Here white = keep (1 = valid) and black = hole; OpenCV, LaMa and diffusers use white = hole: "
+                  "pass --invert-mask for such files")
+    if ratio == 0:
+        raise ValueError(f"mask {name} has no hole (all white = valid): nothing to inpaint. {convention}")
+    if ratio == 1:
+        raise ValueError(f"mask {name} is entirely hole (all black): no known pixel to inpaint from. {convention}")
+    if ratio > MAX_TRAINED_HOLE and not allow_large:
+        inverted = " This looks like an inverted mask." if 1 - ratio <= MAX_TRAINED_HOLE else ""
+        raise ValueError(
+            f"mask {name} makes {ratio:.0%} of the picture a hole, more than the {MAX_TRAINED_HOLE:.0%} the model "
+            f"was trained on.{inverted} {convention}; --allow-large-holes fills it anyway"
+        )
+    return ratio
+
+
+@exits_cleanly
 def cli(argv: list[str] | None = None) -> int:
     """``python -m inpaintlib inpaint ...`` (see ``--help``); returns the exit status."""
     args = _parser().parse_args(argv)
-    try:
-        model = load_model(args.checkpoint, device=resolve_device(args.device))
-        image = load_image(args.image)  # (3, H, W)
-        mask = load_mask_png(args.mask, size=tuple(image.shape[-2:]), invert=args.invert_mask)
-        if bool(mask.all()):
-            raise ValueError(f"mask {args.mask} has no hole (all white = valid): nothing to inpaint")
-        result = inpaint(model, image, mask, ensemble=args.ensemble)
-        out = Path(args.out)
-        if out.parent and not out.parent.is_dir():
-            raise FileNotFoundError(f"output folder {out.parent} does not exist")
-        array = (result.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-        Image.fromarray(np.ascontiguousarray(array)).save(out)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    out = Path(args.out)
+    if out.parent and not out.parent.is_dir():
+        raise FileNotFoundError(f"output folder {out.parent} does not exist")
+    model = load_model(args.checkpoint, device=resolve_device(args.device))
+    image = load_image(args.image)  # (3, H, W)
+    mask = load_mask_png(args.mask, size=tuple(image.shape[-2:]), invert=args.invert_mask)
+    check_cli_mask(mask, args.mask, args.allow_large_holes)
+    result = inpaint(model, image, mask, ensemble=args.ensemble)
+    array = (result.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array)).save(buf, format=Image.registered_extensions().get(out.suffix.lower(), "PNG"))
+    atomic_write(out, lambda f: f.write(buf.getvalue()))
     return 0

@@ -40,10 +40,13 @@ import csv
 import io
 import json
 import os
+import pickle
 import random
 import re
+import socket
 import subprocess
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +74,9 @@ __all__ = [
     "git_commit",
     "portable",
     "stored_run",
+    "LOCK_NAME",
+    "writer_lock",
+    "check_new_run_folder",
     "build_model",
     "load_config",
     "load_history",
@@ -178,16 +184,36 @@ def load_model(run_dir_or_weights: str | Path, device: str | torch.device = "cpu
             raise FileNotFoundError(f"{path} holds neither weights.pt nor checkpoint.pt: not a run directory")
     elif not path.is_file():
         raise FileNotFoundError(f"{path} does not exist (expected a run directory or a weights.pt file)")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(blob, dict) or blob.get("format") not in (WEIGHTS_FORMAT, CHECKPOINT_FORMAT):
-        raise ValueError(f"{path} is not an inpaintlib weights.pt or checkpoint.pt file")
-    if blob["format"] == WEIGHTS_FORMAT:
-        state = blob["state_dict"]
-    else:
-        state = blob["models"]["generator"]
-    model = build_model(blob["kind"], dict(blob["model_args"]))
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    blob = _load(path, (WEIGHTS_FORMAT, CHECKPOINT_FORMAT))
+    try:
+        state = blob["state_dict"] if blob["format"] == WEIGHTS_FORMAT else blob["models"]["generator"]
+        model = build_model(blob["kind"], dict(blob["model_args"]))
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    except (KeyError, TypeError, AttributeError, RuntimeError) as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"{path} is not a readable inpaintlib weights file (its model does not load: {first})") from None
     return model.to(device).eval()
+
+
+def _load(path: Path, formats: tuple[str, ...]) -> dict[str, Any]:
+    """``torch.load(path, weights_only=True)`` with errors a user can act on: a refused pickle (Python
+    objects that could run code) and a corrupt, truncated or foreign file each give one ``ValueError``."""
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "Unsupported global" in str(error) or "GLOBAL" in str(error):  # an object the file wants built
+            raise ValueError(
+                f"{path}: refused: this file holds Python objects, not just tensors -- it may run code; not loaded"
+            ) from None
+        raise ValueError(f"{path} is not a readable inpaintlib weights file (UnpicklingError: {error})") from None
+    except FileNotFoundError:
+        raise
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError, TypeError) as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"{path} is not a readable inpaintlib weights file ({type(error).__name__}: {first})") from None
+    if not isinstance(blob, dict) or blob.get("format") not in formats:
+        raise ValueError(f"{path} is not a readable inpaintlib weights file (no inpaintlib format tag)")
+    return blob
 
 
 def stored_run(name: str | Path) -> Path | None:
@@ -211,6 +237,10 @@ def atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> None
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        kept = f"; the previous {path.name} is intact" if path.exists() else ""
+        raise OSError(error.errno, f"cannot write {path}: {error.strerror or error}{kept}", str(path)) from error
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -223,7 +253,11 @@ def atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> None
 
 
 def save_torch(obj: Any, path: Path) -> None:
-    atomic_write(path, lambda f: torch.save(obj, f))
+    """``torch.save`` atomically. Serialised in memory first, so that a full disk shows up as the
+    ``OSError`` of the write (torch's zip writer would report it as a bare RuntimeError)."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write(path, lambda f: f.write(buf.getbuffer()))
 
 
 def write_text(path: Path, text: str) -> None:
@@ -232,7 +266,7 @@ def write_text(path: Path, text: str) -> None:
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """A ``checkpoint.pt`` (tensors and plain containers only: ``weights_only=True``)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return _load(path, (CHECKPOINT_FORMAT,))
 
 
 def save_weights(path: Path, kind: str, model_args: dict, model: nn.Module, run: dict[str, Any]) -> None:
@@ -246,9 +280,7 @@ def save_weights(path: Path, kind: str, model_args: dict, model: nn.Module, run:
 
 def load_weights(path: Path) -> dict[str, Any]:
     """A ``weights.pt`` file as a dict (format checked; loaded with ``weights_only=True``)."""
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(blob, dict) or blob.get("format") != WEIGHTS_FORMAT:
-        raise ValueError(f"{path} is not an inpaintlib weights.pt file")
+    blob = _load(path, (WEIGHTS_FORMAT,))
     if "run" not in blob:
         raise ValueError(f"{path} has no run record (written before inpaintlib 0.1 stored one); cannot resume from it")
     return blob
@@ -320,3 +352,97 @@ def git_commit() -> str | None:
 def portable(text: str) -> str:
     """Paths inside the repository written relative to it (run directories get committed)."""
     return text.replace(str(repo_root()) + os.sep, "")
+
+
+# ----------------------------------------------------------------------------------------------- one writer
+LOCK_NAME = ".inpaintlib.lock"
+"""Held by the process that writes a run directory (pid, host, start time); never committed."""
+
+
+def _lock_holder(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _holder_alive(holder: dict[str, Any] | None, path: Path) -> bool:
+    if holder is None:  # being written this very moment, or garbage: trust it while it is fresh
+        try:
+            return time.time() - path.stat().st_mtime < 60
+        except OSError:
+            return False
+    if holder.get("host") != socket.gethostname():
+        return True  # another machine's process: cannot tell, so do not steal its lock
+    try:
+        os.kill(int(holder["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError, ValueError, KeyError, TypeError):
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def writer_lock(run_dir: Path) -> Iterator[None]:
+    """Make this process the only writer of ``run_dir`` while the block runs.
+
+    The lock file is created atomically (``O_EXCL``); a second writer gets a ``ValueError`` naming the
+    holder. A lock whose process is gone (same host) is stale and taken over. Released on exit; nested
+    use in the same process is allowed.
+    """
+    path = run_dir / LOCK_NAME
+    holder = _lock_holder(path)
+    if holder and holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
+        yield  # this process holds it already (the command line locks before train() does)
+        return
+    created = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    mine = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _lock_holder(path)
+            if _holder_alive(holder, path):
+                who = (f"pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('started')}"
+                       if holder else "a process that is starting")
+                raise ValueError(
+                    f"{run_dir} is being written by another training process ({who}); wait for it to end, "
+                    f"stop it, or choose another --out. If that process is gone, delete {path}"
+                ) from None
+            path.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump(mine, f)
+        break
+    else:
+        raise ValueError(f"could not take the lock {path}; another process keeps creating it")
+    try:
+        yield
+    finally:
+        if _lock_holder(path) == mine:
+            path.unlink(missing_ok=True)
+        if created:
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()  # only if nothing was written (e.g. a refused --resume)
+
+
+def check_new_run_folder(run_dir: Path) -> None:
+    """Refuse to start a new run in a folder that holds anything (a run or the user's own files)."""
+    if not run_dir.exists():
+        return
+    if not run_dir.is_dir():
+        raise ValueError(f"--out {run_dir} is a file, not a folder")
+    entries = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK_NAME)
+    if not entries:
+        return
+    if {"checkpoint.pt", "weights.pt"} & set(entries):
+        raise ValueError(f"{run_dir} already holds a run; continue it with --resume (resume=True) or choose a new folder")
+    if {"config.json", "history.csv"} & set(entries):
+        raise ValueError(
+            f"{run_dir} holds a run that stopped before its first checkpoint ({', '.join(entries[:4])}); "
+            "delete the folder to start again, or choose a new one"
+        )
+    shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+    raise ValueError(f"{run_dir} is not empty ({shown}); a new run needs an empty or new folder, so nothing was written")

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
+
+from inpaintlib.images import open_image
 
 from .check import validate_mask
 
@@ -65,15 +67,9 @@ def load_mask_png(path: str | Path, size: int | tuple[int, int] | None = None, i
         ValueError: unreadable file, grey (non-binary) content, or a size other than ``size``;
             every message names the file.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"mask file not found: {path}")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            gray = _to_uint8_gray(image)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise ValueError(f"cannot read mask image {path}: {error}") from error
+    with open_image(Path(path), "mask") as image:  # size limit checked from the header, errors name the file
+        image.load()
+        gray = _to_uint8_gray(image)
     height, width = gray.shape
     if size is not None:
         expected = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)

@@ -45,8 +45,8 @@ def default_layers(image_size: int) -> int:
     """
     if image_size < 4 or image_size & (image_size - 1):
         raise ValueError(
-            f"image_size={image_size} is not a power of two >= 4; pass layers= explicitly "
-            "(the image side must be a multiple of 2**layers)"
+            f"image_size={image_size} is not a power of two >= 4; give the number of levels explicitly "
+            "(--layers on the command line, layers= in Python; the side must be a multiple of 2**layers)"
         )
     return int(math.log2(image_size)) - 1
 
@@ -133,7 +133,7 @@ class PConvUNet(nn.Module):
         if image_size % (2**layers):
             raise ValueError(
                 f"image_size={image_size} is not a multiple of 2**layers = {2**layers}; "
-                f"use a smaller layers= or a size such as {2**layers * max(1, image_size // 2**layers)}"
+                f"use a smaller layers= (--layers) or a size such as {2**layers * max(1, image_size // 2**layers)}"
             )
         self.image_size = image_size
         self.layers = layers

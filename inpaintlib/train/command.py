@@ -7,17 +7,22 @@ with help text is a flag, and its help says which recipe it belongs to.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
+import signal
 import sys
 from dataclasses import Field, fields
+from pathlib import Path
 from typing import Any
 
 from inpaintlib.device import fast_cuda_flags
+from inpaintlib.errors import exits_cleanly
+from inpaintlib.rundir import writer_lock
 
 from .config import CONFIGS, PROFILES, TrainConfig, make_config
-from .loop import train
+from .loop import TrainingInterrupted, train
 from .resume import resume_config
 
 
@@ -103,6 +108,7 @@ def _overrides(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dic
     return overrides
 
 
+@exits_cleanly
 def cli(argv: list[str] | None = None) -> int:
     """``python -m inpaintlib train ...`` (see ``--help``); returns the exit status."""
     parser = _parser()
@@ -112,19 +118,23 @@ def cli(argv: list[str] | None = None) -> int:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     launcher = f"torchrun --nproc_per_node={world} -m inpaintlib" if world > 1 else "python -m inpaintlib"
     command = " ".join([launcher, "train", *map(shlex.quote, argv)])
+    main = int(os.environ.get("RANK", "0")) == 0
     try:
-        if args.resume:
-            config = resume_config(args.out, **overrides)
-            if config.kind != args.kind:
-                raise ValueError(f"{args.out} is a {config.kind!r} run, not {args.kind!r}")
-        else:
-            config = make_config(args.kind, args.profile, **overrides)
-        with fast_cuda_flags():  # a process of its own: the command line may set torch's global switches
-            run_dir = train(config, args.out, resume=args.resume, progress=not args.quiet, command=command)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    if not args.quiet and int(os.environ.get("RANK", "0")) == 0:
+        with writer_lock(Path(args.out)) if main else contextlib.nullcontext():  # before reading the run
+            if args.resume:
+                config = resume_config(args.out, **overrides)
+                if config.kind != args.kind:
+                    raise ValueError(f"{args.out} is a {config.kind!r} run, not {args.kind!r}")
+            else:
+                config = make_config(args.kind, args.profile, **overrides)
+            with fast_cuda_flags():  # a process of its own: the command line may set torch's global switches
+                run_dir = train(config, args.out, resume=args.resume, progress=not args.quiet, command=command)
+    except TrainingInterrupted as stop:
+        print(f"stopped by {signal.Signals(stop.signal).name} at step {stop.step}; checkpoint: {stop.checkpoint}\n"
+              f"continue with: python -m inpaintlib train {args.kind} --out {shlex.quote(args.out)} --resume",
+              file=sys.stderr)
+        return 128 + stop.signal
+    if not args.quiet and main:
         metrics = json.loads((run_dir / "metrics.json").read_text())
         o = metrics["overall"]
         n = metrics["num_images"]

@@ -267,5 +267,5 @@ def check_resume_config(stored: TrainConfig, given: TrainConfig) -> None:
         details = ", ".join(f"{k}: {a[k]!r} -> {b[k]!r}" for k in changed)
         raise ValueError(
             f"resume needs the run's own settings, but these differ from its checkpoint: {details}. "
-            f"Only {sorted(RESUMABLE_CHANGES)} may change; pass config=None to use the stored one."
+            f"Only {sorted(RESUMABLE_CHANGES)} may change (on the command line: --resume uses the stored settings)."
         )

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
+import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -42,6 +45,7 @@ from inpaintlib.rundir import (
     set_rng_state,
     truncate_history,
     write_text,
+    writer_lock,
 )
 
 from .config import TrainConfig, config_from_dict
@@ -59,6 +63,41 @@ from .sampling import (
 )
 
 Callback = Callable[[dict[str, Any]], None]
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Raised by :func:`train` after SIGINT (Ctrl-C) or SIGTERM: the step that was running finished and
+    the checkpoint was written. ``signal`` is the signal's number, ``step`` the step reached and
+    ``checkpoint`` the file to resume from."""
+
+    def __init__(self, signum: int, step: int, checkpoint: Path) -> None:
+        name = signal.Signals(signum).name
+        super().__init__(f"{name} at step {step}: checkpoint written to {checkpoint}")
+        self.signal, self.step, self.checkpoint = signum, step, checkpoint
+
+
+@contextlib.contextmanager
+def _stop_requests(enabled: bool) -> Iterator[dict[str, int]]:
+    """While the block runs, the first SIGINT/SIGTERM only asks the loop to stop after its current step
+    (``flags["signal"]``); a second one stops at once. Handlers exist only in the main thread."""
+    flags: dict[str, int] = {}
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield flags
+        return
+
+    def ask(signum: int, frame: Any) -> None:
+        if "signal" in flags:  # the second request: stop now
+            raise KeyboardInterrupt
+        flags["signal"] = signum
+        print(f"\n{signal.Signals(signum).name}: finishing the current step and writing a checkpoint "
+              "(press Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+
+    before = {sig: signal.signal(sig, ask) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flags
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 @dataclass
@@ -120,21 +159,30 @@ def train(
     only rank 0 writes files.
     """
     out_dir = Path(out_dir)
-    config, checkpoint = settings_for(config, out_dir, resume)
-    dist = setup_distributed(device if device is not None else config.device)
-    dev = _device(device if device is not None else config.device, dist)
+    dist = setup_distributed(device if device is not None else getattr(config, "device", "auto"))
     try:
-        with fast_cuda_flags(config.global_flags), _caller_rng_kept(dev):
-            session = _set_up(config, out_dir, checkpoint, dev, dist, command)
-            step = _train_steps(session, progress, callback)
-            if dist.enabled:
-                torch_dist.barrier()
-            if dist.main:
-                _finish(session, step)
-        return out_dir
+        with writer_lock(out_dir) if dist.main else contextlib.nullcontext():
+            return _train_locked(config, out_dir, resume, device, progress, callback, command, dist)
     finally:
         if dist.owns_group:
             torch_dist.destroy_process_group()
+
+
+def _train_locked(config, out_dir, resume, device, progress, callback, command, dist: Distributed) -> Path:
+    """:func:`train` once this process is the run directory's only writer."""
+    config, checkpoint = settings_for(config, out_dir, resume)
+    dev = _device(device if device is not None else config.device, dist)
+    with fast_cuda_flags(config.global_flags), _caller_rng_kept(dev):
+        session = _set_up(config, out_dir, checkpoint, dev, dist, command)
+        with _stop_requests(not dist.enabled) as stop:
+            step = _train_steps(session, progress, callback, stop)
+        if "signal" in stop:
+            raise TrainingInterrupted(stop["signal"], step, out_dir / "checkpoint.pt")
+        if dist.enabled:
+            torch_dist.barrier()
+        if dist.main:
+            _finish(session, step)
+    return out_dir
 
 
 def _device(device: str | torch.device | None, dist: Distributed) -> torch.device:
@@ -283,8 +331,9 @@ def _loader(s: _Session) -> DataLoader:
     )
 
 
-def _train_steps(s: _Session, progress: bool, callback: Callback | None) -> int:
-    """Steps from ``s.start`` to the end of the run; returns the step reached."""
+def _train_steps(s: _Session, progress: bool, callback: Callback | None, stop: dict[str, int]) -> int:
+    """Steps from ``s.start`` to the end of the run, or until ``stop`` holds a signal (then the checkpoint
+    of the step reached is written); returns the step reached."""
     c, total = s.config, s.config.total_steps
     bar = tqdm(total=total, initial=s.start, disable=not (progress and s.dist.main), unit="step", desc=c.kind,
                dynamic_ncols=True)
@@ -315,6 +364,10 @@ def _train_steps(s: _Session, progress: bool, callback: Callback | None) -> int:
             if callback is not None:
                 callback({"step": step, "phase": phase, "losses": losses, "skipped": not ok,
                           "networks": s.recipe.networks, "run_dir": s.out_dir})
+            if "signal" in stop and step < total:
+                if s.dist.main:
+                    _save_checkpoint(s, step)
+                break
     finally:
         bar.close()
         del batches
@@ -348,11 +401,17 @@ def _one_step(s: _Session, images: Tensor, masks: Tensor, step: int, t0: float) 
     warnings.warn(f"step {step}: non-finite loss ({losses}); update skipped", RuntimeWarning, stacklevel=3)
     if s.bad_in_row >= s.config.max_bad_steps:
         raise RuntimeError(
-            f"{s.bad_in_row} non-finite losses in a row (last at step {step}); stopping. The last good "
-            f"checkpoint is kept in {s.out_dir / 'checkpoint.pt'}. Lower the learning rate, try amp='off', "
-            "or check the data for corrupt photos."
+            f"{s.bad_in_row} non-finite losses in a row (last at step {step}); stopping. {_last_checkpoint(s)} "
+            "Lower the learning rate, try amp='off' (--amp off), or check the data for corrupt photos."
         )
     return losses, ok
+
+
+def _last_checkpoint(s: _Session) -> str:
+    path = s.out_dir / "checkpoint.pt"
+    if path.is_file():
+        return f"The last good checkpoint is kept in {path}."
+    return "No checkpoint was written yet (the first comes after checkpoint_every_minutes)."
 
 
 def _log_row(s: _Session, step: int, phase: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from inpaintlib.rundir import load_checkpoint, load_weights
+from inpaintlib.rundir import check_new_run_folder, load_checkpoint, load_weights
 
 from .config import TrainConfig, check_resume_config, config_from_dict, validate_config
 
@@ -34,8 +34,8 @@ def settings_for(config: TrainConfig | None, out_dir: Path, resume: bool) -> tup
                 raise ValueError("steps (the first phase's length) cannot change once the run is past it")
     elif config is None:
         raise ValueError("config is required unless resume=True")
-    elif (out_dir / "checkpoint.pt").exists() or (out_dir / "weights.pt").exists():
-        raise ValueError(f"{out_dir} already holds a run; pass resume=True to continue it or choose a new folder")
+    else:
+        check_new_run_folder(out_dir)
     if not isinstance(config, TrainConfig) or not config.kind:
         raise ValueError(f"config must be a CEConfig or PConvConfig, got {type(config).__name__}")
     validate_config(config)
@@ -49,7 +49,7 @@ def resume_state(out_dir: Path) -> dict[str, Any]:
     if (out_dir / "weights.pt").is_file():
         return _checkpoint_from_weights(out_dir)
     raise FileNotFoundError(
-        f"cannot resume: {out_dir} holds neither checkpoint.pt nor weights.pt (start a new run without resume)"
+        f"cannot resume: {out_dir} holds neither checkpoint.pt nor weights.pt (start a new run without --resume)"
     )
 
 

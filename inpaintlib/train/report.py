@@ -81,7 +81,7 @@ def _save_grid(images: Tensor, masks: Tensor, composite: Tensor, path: Path) -> 
 
 def _score(composite: Tensor, target: Tensor, masks: Tensor) -> dict[str, Tensor]:
     """Per-image PSNR, SSIM and hole L1 (x100): the very metrics of :mod:`inpaintlib.evaluate`."""
-    from .. import evaluate  # imported late: evaluate imports the inference code, which imports this module's peers
+    from .. import metrics as evaluate  # the metrics module (evaluate no longer re-exports them); see issue 12
 
     composite, target, masks = composite.float().cpu(), target.float().cpu(), masks.float().cpu()
     return {

@@ -21,6 +21,7 @@ Command line::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -129,14 +130,17 @@ def _metric_notes(lpips: bool | None, device: str | torch.device, ensemble: int)
     return notes, (lpips_scorer(device) if lpips else None)
 
 
-def _refusals(method_list: Sequence[Method], image: torch.Tensor, mask: torch.Tensor) -> list[str]:
-    """``"name: reason"`` for every method whose check refuses the pair."""
+def _refusals(method_list: Sequence[Method], image: torch.Tensor, mask: torch.Tensor,
+              raise_first: bool = False) -> list[str]:
+    """``"name: reason"`` for every method whose check refuses the pair (or the first error, raised)."""
     refused = []
     for m in method_list:
         if m.check is not None:
             try:
                 m.check(image, mask)
             except ValueError as err:
+                if raise_first:
+                    raise
                 refused.append(f"{m.name}: {err}")
     return refused
 
@@ -170,6 +174,28 @@ def _score_pair(pair: Pair, method_list: Sequence[Method], lpips_fn: Callable | 
             row["lpips"] = lpips_fn(comps[k], pair.image)
         rows.append(row)
     return rows, comps
+
+
+def _score_all(todo: Iterator[Pair | None], method_list: Sequence[Method], lpips_fn: Callable | None,
+               picker: _ExamplePicker, skipped: list[tuple[str, str]], bar: tqdm | None, per_file: int) -> list[dict]:
+    """Score every pair (refused ones go to ``skipped``), offering each to the example picker."""
+    rows: list[dict] = []
+    for pair in todo:
+        if pair is None or (refused := _refusals(method_list, pair.image, pair.mask)):
+            if pair is not None:
+                skipped.append((f"{pair.file} + {pair.mask_name}", "; ".join(refused)))
+            if bar is not None:  # a skipped image stands for all its pairs
+                bar.update(per_file if pair is None else 1)
+            continue
+        pair_rows, comps = _score_pair(pair, method_list, lpips_fn, bar)
+        rows += pair_rows
+        example = picker.offer(pair, pair_rows[0]["bucket"])
+        if example is not None:
+            example.outputs.update({m.name: c for m, c in zip(method_list, comps)})
+            picker.keep(example)
+        if bar is not None:
+            bar.update(1)
+    return rows
 
 
 def _check_settings(size: int, limit: int | None, masks_dir: str | Path | None, center_masks: bool,
@@ -238,33 +264,13 @@ def evaluate(
     if mdir is None:  # masks known up front: refuse incompatible methods before any work
         probe = (masks.center_mask(image_size=size, hole_size=center_hole_size(size)) if center_masks
                  else masks.evaluation_masks(size, seed=seed)[0][1])
-        for m in method_list:
-            if m.check is not None:
-                m.check(torch.full((3, size, size), 0.5), probe.float())
-
-    rows: list[dict] = []
+        _refusals(method_list, torch.full((3, size, size), 0.5), probe.float(), raise_first=True)
     picker = _ExamplePicker(examples_per_bucket)
     per_file = 1 if (mdir is not None or center_masks) else per_image
     bar = tqdm(total=len(files) * per_file, desc="evaluate", unit="pair") if progress else None
-    try:
-        for pair in pairs(root, files, size, mdir, center_masks, invert_masks, per_image, seed, skipped):
-            if pair is None or (refused := _refusals(method_list, pair.image, pair.mask)):
-                if pair is not None:
-                    skipped.append((f"{pair.file} + {pair.mask_name}", "; ".join(refused)))
-                if bar is not None:  # a skipped image stands for all its pairs
-                    bar.update(per_file if pair is None else 1)
-                continue
-            pair_rows, comps = _score_pair(pair, method_list, lpips_fn, bar)
-            rows += pair_rows
-            example = picker.offer(pair, pair_rows[0]["bucket"])
-            if example is not None:
-                example.outputs.update({m.name: c for m, c in zip(method_list, comps)})
-                picker.keep(example)
-            if bar is not None:
-                bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
+    with bar if bar is not None else contextlib.nullcontext():
+        todo = pairs(root, files, size, mdir, center_masks, invert_masks, per_image, seed, skipped)
+        rows = _score_all(todo, method_list, lpips_fn, picker, skipped, bar, per_file)
     if not rows:
         reasons = "; ".join(f"{n}: {r}" for n, r in skipped[:5]) or "none"
         raise ValueError(f"no valid image/mask pairs in {images_dir} (first reasons: {reasons})")

@@ -23,6 +23,7 @@ from matplotlib.patches import Rectangle
 from torch import Tensor
 
 from inpaintlib.layers import PartialConv2d
+from inpaintlib.masks import validate_mask
 from inpaintlib.plots import COLORS, image_grid, smooth_curve, to_image
 
 __all__ = [
@@ -192,8 +193,11 @@ def mean_filter_sequence(
     Returns ``{"iterations", "standard", "partial", "mask"}`` with one (3, H, W) / (1, H, W) tensor per
     requested iteration count (0 = the input).
     """
-    if image.ndim != 3 or image.shape[0] != 3 or mask.shape != (1, *image.shape[1:]):
-        raise ValueError(f"expected image (3, H, W) and mask (1, H, W), got {tuple(image.shape)}, {tuple(mask.shape)}")
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise ValueError(f"expected an image of shape (3, H, W), got {tuple(image.shape)}")
+    validate_mask(mask, like=image)
+    if mask.ndim != 3:
+        raise ValueError(f"expected one mask of shape (1, H, W), got {tuple(mask.shape)}")
     iterations = sorted(set(int(i) for i in iterations))
     if not iterations or iterations[0] < 0:
         raise ValueError(f"iterations must be non-negative counts, got {iterations}")

@@ -34,7 +34,6 @@ Where this implementation differs from the Torch original:
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 

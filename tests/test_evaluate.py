@@ -1,4 +1,4 @@
-"""Specification of inpaintlib.evaluate and inpaintlib.classical.
+"""Specification of the evaluation: inpaintlib.evaluate, .inpainters, .pairs, .results and .classical.
 
 Metrics are checked against independent numpy / scikit-image computations; methods against the
 composite rule (known pixels untouched) and a smooth image where any real inpainting beats the mean
@@ -390,6 +390,24 @@ def test_lpips_is_skipped_with_a_note_when_its_weights_are_not_cached(photo_dir,
     res = evaluate.evaluate(photo_dir, ["mean"], size=64, progress=False, limit=1, masks_per_image=1)
     assert "lpips" not in res.rows[0]
     assert any("LPIPS skipped" in n for n in res.notes) and any("FID" in n for n in res.notes)
+
+
+def test_example_grid_keeps_one_pair_per_bucket_from_different_photos_first(photo_dir):
+    res = evaluate.evaluate(photo_dir, ["mean", "telea"], size=64, progress=False, lpips=False)
+    buckets = [e.bucket for e in res.examples]
+    order = [masks.bucket_of((lo + hi) / 2) for lo, hi in masks.BUCKETS]
+    assert buckets == order  # one per bucket, small holes first
+    assert len({e.file for e in res.examples[:3]}) == 3  # three photos: the first three buckets show all of them
+    for e in res.examples:
+        assert sorted(e.outputs) == ["mean", "telea"]
+        row = next(r for r in res.rows if (r["file"], r["mask"], r["method"]) == (e.file, e.mask_name, "telea"))
+        assert row["psnr"] == pytest.approx(metrics.psnr(e.outputs["telea"], e.image), abs=1e-4)
+        valid = (e.mask == 1).expand_as(e.image)
+        assert torch.equal(e.outputs["mean"][valid], e.image[valid])  # composites, as scored
+    two = evaluate.evaluate(photo_dir, ["mean"], size=64, progress=False, lpips=False, examples_per_bucket=2)
+    assert Counter(e.bucket for e in two.examples) == {b: 2 for b in order}
+    none = evaluate.evaluate(photo_dir, ["mean"], size=64, progress=False, lpips=False, examples_per_bucket=0)
+    assert none.examples == []
 
 
 # ------------------------------------------------------------------------------------------------ CLI

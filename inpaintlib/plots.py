@@ -42,6 +42,7 @@ __all__ = [
     "LOSS_TERMS",
     "loss_term_weights",
     "plot_loss_terms",
+    "image_rows",
     "plot_completions",
     "METRIC_LABELS",
     "plot_metric_by_bucket",
@@ -273,22 +274,32 @@ def plot_loss_terms(run_dir: str | Path, smooth: int | None = None, val: bool = 
     return fig
 
 
-def plot_completions(
-    inputs: Tensor, outputs: Tensor, targets: Tensor, titles: Sequence[str] = ("input", "completion", "ground truth"),
-    caption: str | None = None, row_labels: Sequence[str] | None = None, size: float = 2.4,
-) -> Figure:
-    """Report Fig 8: rows of (masked input, completed image, ground truth), all (N, 3, H, W) in [0, 1]."""
-    n = len(inputs)
-    fig, axes = plt.subplots(n, 3, figsize=(3 * size, n * size + 0.4), squeeze=False, layout="constrained")
-    for i in range(n):
-        for j, src in enumerate((inputs, outputs, targets)):
-            axes[i, j].imshow(to_image(src[i]))
+def image_rows(
+    rows: Sequence[Sequence[Tensor | np.ndarray]], titles: Sequence[str], row_labels: Sequence[str] | None = None,
+    size: float = 2.4,
+) -> tuple[Figure, np.ndarray]:
+    """A grid of images, ``rows[i][j]`` in row i and column j, columns titled on the first row, rows
+    labelled on the left; returns the figure and its (rows, columns) axes."""
+    n, ncols = len(rows), len(titles)
+    fig, axes = plt.subplots(n, ncols, figsize=(ncols * size, n * size + 0.4), squeeze=False, layout="constrained")
+    for i, panels in enumerate(rows):
+        for j, panel in enumerate(panels):
+            axes[i, j].imshow(to_image(panel))
             axes[i, j].set_xticks([])
             axes[i, j].set_yticks([])
             if i == 0:
                 axes[i, j].set_title(titles[j], fontsize=9)
         if row_labels is not None:
             axes[i, 0].set_ylabel(row_labels[i], fontsize=8)
+    return fig, axes
+
+
+def plot_completions(
+    inputs: Tensor, outputs: Tensor, targets: Tensor, titles: Sequence[str] = ("input", "completion", "ground truth"),
+    caption: str | None = None, row_labels: Sequence[str] | None = None, size: float = 2.4,
+) -> Figure:
+    """Report Fig 8: rows of (masked input, completed image, ground truth), all (N, 3, H, W) in [0, 1]."""
+    fig, _ = image_rows(list(zip(inputs, outputs, targets)), titles, row_labels, size)
     if caption:
         fig.suptitle(caption, fontsize=9)
     return fig
@@ -370,21 +381,13 @@ def plot_method_comparison(
     if any(len(o) != n for o in [masks_, *outs.values()]):
         raise ValueError(f"image, mask and every output need the same number of rows ({n})")
     cols = ["masked input", *[LABELS.get(m, m) for m in outs], "ground truth"]
-    fig, axes = plt.subplots(n, len(cols), figsize=(size * len(cols), size * n + 0.4), squeeze=False,
-                             layout="constrained")
+    masked = images * masks_ + (1 - masks_)  # hole shown in white
+    fig, axes = image_rows([[masked[i], *[o[i] for o in outs.values()], images[i]] for i in range(n)], cols,
+                           row_labels, size)
     for i in range(n):
-        masked = images[i] * masks_[i] + (1 - masks_[i])  # hole shown in white
-        for j, panel in enumerate([masked, *[o[i] for o in outs.values()], images[i]]):
-            axes[i, j].imshow(to_image(panel))
-            axes[i, j].set_xticks([])
-            axes[i, j].set_yticks([])
-            if i == 0:
-                axes[i, j].set_title(cols[j], fontsize=9)
         for j, name in enumerate(outs, start=1):
             value = (scores or {}).get(name)
             if value is not None:
                 value = value if isinstance(value, (int, float)) else value[i]
                 axes[i, j].set_xlabel(score_format.format(float(value)), fontsize=8)
-        if row_labels is not None:
-            axes[i, 0].set_ylabel(row_labels[i], fontsize=8)
     return fig

@@ -140,10 +140,15 @@ def format_against_classical(table: Sequence[Mapping], name: str = "model") -> s
 
 def write_metrics_csv(rows: Sequence[Mapping], path: str | Path) -> Path:
     """metrics.csv: one line per image x mask x method with :data:`ROW_FIELDS` (+ lpips when present)."""
-    path = Path(path)
     fields = list(ROW_FIELDS) + (["lpips"] if rows and "lpips" in rows[0] else [])
+    return _write_table(rows, fields, path)
+
+
+def _write_table(rows: Sequence[Mapping], fields: Sequence[str], path: str | Path) -> Path:
+    """A CSV with the columns ``fields``, floats to 6 significant digits (read back by :func:`_read_table`)."""
+    path = Path(path)
     with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
+        writer = csv.DictWriter(f, fieldnames=list(fields))
         writer.writeheader()
         for r in rows:
             writer.writerow({k: (f"{r[k]:.6g}" if isinstance(r[k], float) else r[k]) for k in fields})
@@ -204,11 +209,6 @@ def write_summary(
 ) -> tuple[Path, Path]:
     """summary.csv (one line per method x bucket, "all" last) and summary.md (:func:`summary_markdown`)."""
     csv_path, md_path = Path(csv_path), Path(md_path)
-    fields = list(summary[0].keys()) if summary else ["method", "bucket", "n"]
-    with csv_path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        for s in summary:
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in s.items()})
+    _write_table(summary, list(summary[0].keys()) if summary else ["method", "bucket", "n"], csv_path)
     md_path.write_text(summary_markdown(summary, notes, skipped))
     return csv_path, md_path

@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="download/output folder (default scratch/heldout, which git ignores)")
     args = p.parse_args(argv)
 
-    from inpaintlib import evaluate
+    from inpaintlib import evaluate, results
     from inpaintlib.rundir import load_config
 
     photos = build_set(unpack(args.work), args.work / "set")
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         ])  # fmt: skip
         if status:
             return status
-        for row in evaluate.read_summary(out / "summary.csv"):
+        for row in results.read_summary(out / "summary.csv"):
             if row["bucket"] == "all":
                 print(f"{run.name:>10} {row['method']:>12}: PSNR {row['psnr']:.2f} dB, hole L1 {row['l1_hole']:.2f}")
     return 0

@@ -13,22 +13,26 @@ Two kinds of widget live here:
 from __future__ import annotations
 
 import io
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
+
+from inpaintlib import masks
+from inpaintlib.metrics import psnr
+from inpaintlib.plots import to_image
+from inpaintlib.teaching import mean_filter_frame
 
 __all__ = ["png_bytes", "frame_slider", "mean_filter_slider", "inpaint_demo"]
 
 
 def png_bytes(image: np.ndarray | torch.Tensor) -> bytes:
     """Encode an image ((H, W, 3) uint8 array, or a (3, H, W) float tensor in [0, 1]) as PNG bytes."""
-    from PIL import Image
-
     if isinstance(image, torch.Tensor):
-        from inpaintlib.viz import to_image
-
         image = (to_image(image) * 255 + 0.5).astype(np.uint8)
     image = np.asarray(image)
     if image.dtype != np.uint8:
@@ -42,7 +46,7 @@ def frame_slider(
     frames: Sequence[np.ndarray | torch.Tensor], labels: Sequence[str], description: str = "frame", caption: str = ""
 ) -> Any:
     """A slider over pre-rendered frames that works without a kernel (linked in the browser)."""
-    import ipywidgets as w
+    import ipywidgets as w  # optional dependency (the book extra), only needed for the widgets
 
     if len(frames) == 0 or len(frames) != len(labels):
         raise ValueError(f"need one label per frame and at least one frame, got {len(frames)} and {len(labels)}")
@@ -57,13 +61,11 @@ def frame_slider(
 
 
 def mean_filter_slider(sequence: Mapping[str, Any]) -> Any:
-    """Slider over the iterations of :func:`inpaintlib.viz.mean_filter_sequence` (report Fig 3).
+    """Slider over the iterations of :func:`inpaintlib.teaching.mean_filter_sequence` (report Fig 3).
 
     Each frame shows the standard convolution, the partial convolution and the partial convolution's
     mask side by side.
     """
-    from inpaintlib.viz import mean_filter_frame
-
     frames = [mean_filter_frame(sequence, i) for i in range(len(sequence["iterations"]))]
     return frame_slider(frames, [str(i) for i in sequence["iterations"]], description="iterations",
                         caption="left: standard convolution · middle: partial convolution · right: its mask")
@@ -79,13 +81,10 @@ def inpaint_demo(
 
     ``photos`` are (3, H, W) tensors in [0, 1] of one size; each method maps (image, mask) to the
     completed (3, H, W) image (the interface of :mod:`inpaintlib.classical` and
-    ``inpaintlib.evaluate.model_method``). The mask comes from :func:`inpaintlib.masks.irregular_mask`
+    ``inpaintlib.inpainters.model_method``). The mask comes from :func:`inpaintlib.masks.irregular_mask`
     with the chosen seed and hole-ratio range, or from an uploaded PNG (white = valid, black = hole).
     """
-    import ipywidgets as w
-
-    from inpaintlib import masks
-    from inpaintlib.evaluate import psnr
+    import ipywidgets as w  # optional dependency (the book extra), only needed for the widgets
 
     if not photos:
         raise ValueError("inpaint_demo needs at least one photo")
@@ -123,9 +122,6 @@ def inpaint_demo(
         if not files:
             return
         content = files[0]["content"] if isinstance(files, (list, tuple)) else next(iter(files.values()))["content"]
-        import tempfile
-        from pathlib import Path
-
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "mask.png"
             path.write_bytes(bytes(content))

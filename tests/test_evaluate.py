@@ -1,4 +1,4 @@
-"""Specification of inpaintlib.evaluate and inpaintlib.classical.
+"""Specification of the evaluation: inpaintlib.evaluate, .inpainters, .pairs, .results and .classical.
 
 Metrics are checked against independent numpy / scikit-image computations; methods against the
 composite rule (known pixels untouched) and a smooth image where any real inpainting beats the mean
@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 from skimage.metrics import structural_similarity
 
-from inpaintlib import classical, evaluate, masks
+from inpaintlib import classical, data, evaluate, inpainters, masks, metrics, results
 
 # ------------------------------------------------------------------------------------------------ helpers
 
@@ -70,21 +70,21 @@ def test_psnr_matches_the_numpy_formula_per_image():
     pred = (target + 0.05 * torch.randn(target.shape, generator=g)).clamp(0, 1)
     mse = ((pred.numpy().astype(np.float64) - target.numpy()) ** 2).reshape(4, -1).mean(axis=1)
     expected = 10 * np.log10(1.0 / mse)
-    got = evaluate.psnr(pred, target)
+    got = metrics.psnr(pred, target)
     assert got.shape == (4,)
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5)
-    assert evaluate.psnr(pred[2], target[2]) == pytest.approx(expected[2], rel=1e-5)
+    assert metrics.psnr(pred[2], target[2]) == pytest.approx(expected[2], rel=1e-5)
 
 
 def test_identical_images_give_clamped_psnr_and_ssim_one():
     image = photo("coffee", 48)
-    assert evaluate.psnr(image, image) == evaluate.PSNR_MAX_DB == 100.0
-    assert math.isfinite(evaluate.psnr(image, image))
-    assert evaluate.ssim(image, image) == pytest.approx(1.0, abs=1e-6)
+    assert metrics.psnr(image, image) == metrics.PSNR_MAX_DB == 100.0
+    assert math.isfinite(metrics.psnr(image, image))
+    assert metrics.ssim(image, image) == pytest.approx(1.0, abs=1e-6)
     # one 8-bit step of error on one pixel is far below the clamp
     other = image.clone()
     other[0, 0, 0] = (other[0, 0, 0] + 1 / 255) % 1
-    assert 60 < evaluate.psnr(other, image) < evaluate.PSNR_MAX_DB
+    assert 60 < metrics.psnr(other, image) < metrics.PSNR_MAX_DB
 
 
 def test_ssim_agrees_with_scikit_image_gaussian_ssim():
@@ -95,7 +95,7 @@ def test_ssim_agrees_with_scikit_image_gaussian_ssim():
         pred.permute(1, 2, 0).double().numpy(), target.permute(1, 2, 0).double().numpy(),
         gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0, channel_axis=-1,
     )
-    got = evaluate.ssim(pred, target)
+    got = metrics.ssim(pred, target)
     assert got == pytest.approx(reference, abs=1e-4)
     assert got < 0.9  # the noise is visible: not a trivially perfect score
 
@@ -107,9 +107,9 @@ def test_l1_hole_is_mean_absolute_error_over_hole_pixels_times_100():
     hole = mask[0].numpy() == 0
     diff = np.abs(pred.numpy() - target.numpy())  # (3, H, W)
     expected = diff[:, hole].mean() * 100
-    assert evaluate.l1_hole(pred, target, mask) == pytest.approx(expected, rel=1e-5)
+    assert metrics.l1_hole(pred, target, mask) == pytest.approx(expected, rel=1e-5)
     with pytest.raises(ValueError, match="hole"):
-        evaluate.l1_hole(pred, target, torch.ones(1, 40, 40))
+        metrics.l1_hole(pred, target, torch.ones(1, 40, 40))
 
 
 def test_completion_changing_only_the_hole_leaves_valid_error_zero():
@@ -118,7 +118,7 @@ def test_completion_changing_only_the_hole_leaves_valid_error_zero():
     wild = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(4))  # wrong everywhere
     comp = masks.composite(wild, target, mask)
     assert torch.equal(comp * mask, target * mask)  # valid pixels: error exactly 0
-    scores = evaluate.score(wild, target, mask)
+    scores = metrics.score(wild, target, mask)
     hole = (mask == 0).expand_as(target)
     hole_sq = ((wild - target)[hole].double() ** 2).sum().item()
     expected_psnr = 10 * math.log10(target.numel() / hole_sq)  # MSE over all pixels, error only in the hole
@@ -135,7 +135,7 @@ CLASSICAL = ["telea", "ns", "biharmonic", "mean"]
 def test_classical_methods_keep_known_pixels_and_never_read_the_hole(name):
     image = photo("astronaut", 64)
     mask = masks.evaluation_masks(64, per_bucket=1)[2][1]  # an irregular 0.2-0.3 mask
-    method = evaluate.get_method(name)
+    method = inpainters.get_method(name)
     out = method(image * mask, mask)  # hole blanked to 0, as evaluate() passes it
     assert out.shape == image.shape and out.dtype == image.dtype
     valid = (mask == 1).expand_as(image)
@@ -152,8 +152,8 @@ def test_classical_methods_keep_known_pixels_and_never_read_the_hole(name):
 @pytest.mark.parametrize("name", ["telea", "ns", "biharmonic"])
 def test_classical_methods_beat_the_mean_fill_on_a_smooth_ramp(name):
     image, mask = ramp(64), box_mask(64, 16, 16, 24, 20)
-    ours = evaluate.score(evaluate.get_method(name)(image * mask, mask), image, mask)
-    floor = evaluate.score(classical.mean_fill(image * mask, mask), image, mask)
+    ours = metrics.score(inpainters.get_method(name)(image * mask, mask), image, mask)
+    floor = metrics.score(classical.mean_fill(image * mask, mask), image, mask)
     assert ours["l1_hole"] < 0.5 * floor["l1_hole"]
     assert ours["psnr"] > floor["psnr"] + 3
 
@@ -188,20 +188,20 @@ def test_methods_refuse_masks_without_hole_or_of_the_wrong_size():
     for bad, match in [(torch.ones(1, 32, 32), "no hole"), (torch.zeros(1, 32, 32), "all hole"),
                        (torch.ones(1, 16, 16), "same size"), (torch.full((1, 32, 32), 0.5), "binary")]:
         with pytest.raises(ValueError, match=match):
-            evaluate.get_method("telea")(image, bad)
+            inpainters.get_method("telea")(image, bad)
     with pytest.raises(ValueError, match="unknown method"):
-        evaluate.get_method("deepfill")
+        inpainters.get_method("deepfill")
     with pytest.raises(ValueError, match="checkpoint"):
-        evaluate.get_method("pconv")
+        inpainters.get_method("pconv")
 
 
 def test_context_encoder_check_accepts_only_the_128px_centre_hole():
     image = torch.rand(3, 128, 128)
-    evaluate._check_ce(image, masks.center_mask(128, 56))  # the report's setting passes
+    inpainters.check_context_encoder_pair(image, masks.center_mask(128, 56))  # the report's setting passes
     with pytest.raises(ValueError, match="centred square"):
-        evaluate._check_ce(image, box_mask(128, 10, 10, 30, 30))
+        inpainters.check_context_encoder_pair(image, box_mask(128, 10, 10, 30, 30))
     with pytest.raises(ValueError, match="128x128"):
-        evaluate._check_ce(torch.rand(3, 256, 256), masks.center_mask(256, 112))
+        inpainters.check_context_encoder_pair(torch.rand(3, 256, 256), masks.center_mask(256, 112))
 
 
 # ------------------------------------------------------------------------------------------------ buckets
@@ -247,8 +247,8 @@ def test_summary_means_per_method_and_bucket(photo_dir):
 
 def test_paired_margin_compares_the_same_pairs_and_points_the_sign_to_better(photo_dir, tmp_path):
     res = evaluate.evaluate(photo_dir, ["telea", "mean"], size=64, progress=False, masks_per_image=6)
-    evaluate.write_metrics_csv(res.rows, tmp_path / "metrics.csv")
-    rows = evaluate.read_metrics(tmp_path / "metrics.csv")
+    results.write_metrics_csv(res.rows, tmp_path / "metrics.csv")
+    rows = results.read_metrics(tmp_path / "metrics.csv")
     assert len(rows) == len(res.rows) and isinstance(rows[0]["l1_hole"], float)
     counts = Counter(r["bucket"] for r in rows if r["method"] == "telea")
     bucket = max(counts, key=counts.get)
@@ -256,16 +256,16 @@ def test_paired_margin_compares_the_same_pairs_and_points_the_sign_to_better(pho
     mean = {(r["file"], r["mask"]): r for r in rows if r["bucket"] == bucket and r["method"] == "mean"}
     for metric, sign in (("psnr", 1), ("l1_hole", -1)):
         d = sign * np.array([telea[k][metric] - mean[k][metric] for k in telea])
-        got = evaluate.paired_margin(rows, bucket, metric, "telea", "mean")
+        got = results.paired_margin(rows, bucket, metric, "telea", "mean")
         assert got["n"] == len(d) >= 2 and got["better"] == int((d > 0).sum())
         assert got["mean"] == pytest.approx(d.mean()) and got["se"] == pytest.approx(d.std(ddof=1) / np.sqrt(len(d)))
         assert got["mean"] > 0  # Telea beats a flat mean fill: positive means better for both metrics
-        swapped = evaluate.paired_margin(rows, bucket, metric, "mean", "telea")
+        swapped = results.paired_margin(rows, bucket, metric, "mean", "telea")
         assert swapped["mean"] == pytest.approx(-got["mean"]) and swapped["better"] == got["n"] - got["better"]
     with pytest.raises(ValueError, match="need 2"):
-        evaluate.paired_margin(rows, bucket, "psnr", "telea", "pconv")  # never scored
+        results.paired_margin(rows, bucket, "psnr", "telea", "pconv")  # never scored
     with pytest.raises(FileNotFoundError, match="no per-pair metrics"):
-        evaluate.read_metrics(tmp_path / "missing.csv")
+        results.read_metrics(tmp_path / "missing.csv")
 
 
 def test_against_classical_reads_a_written_summary_and_needs_a_strict_win(tmp_path):
@@ -279,22 +279,22 @@ def test_against_classical_reads_a_written_summary_and_needs_a_strict_win(tmp_pa
         row("ns", "0.1-0.2", 29.5, 5.0), row("ns", "0.2-0.3", 24.0, 7.5), row("ns", "all", 26.0, 6.1),
         row("biharmonic", "0.1-0.2", 28.0, 6.0), row("biharmonic", "0.2-0.3", 24.0, 8.0),
     ]  # fmt: skip
-    evaluate.write_summary(summary, tmp_path / "summary.csv", tmp_path / "summary.md")
-    back = evaluate.read_summary(tmp_path / "summary.csv")
+    results.write_summary(summary, tmp_path / "summary.csv", tmp_path / "summary.md")
+    back = results.read_summary(tmp_path / "summary.csv")
     assert back == summary
-    table = evaluate.against_classical(back)
+    table = results.against_classical(back)
     assert [t["bucket"] for t in table] == ["0.1-0.2", "0.2-0.3"]  # "all" lacks biharmonic: left out
     first, second = table
     assert first["best_psnr"] == (29.5, "ns") and first["beats_psnr"]
     assert first["best_l1"] == (5.0, "ns") and not first["beats_l1"]  # a tie is not a win
     assert second["best_psnr"] == (25.5, "telea") and not second["beats_psnr"] and not second["beats_l1"]
-    assert evaluate.against_classical(back, others=("ns",))[-1]["bucket"] == "all"
-    text = evaluate.format_against_classical(table, "PConv").splitlines()
+    assert results.against_classical(back, others=("ns",))[-1]["bucket"] == "all"
+    text = results.format_against_classical(table, "PConv").splitlines()
     assert len(text) == 4 and text[0].startswith("PConv:") and max(map(len, text[1:])) <= 76
     assert [c.strip() for c in text[2].split("|")] == ["0.1-0.2", "30.00", "ns  29.50", "yes", "5.00", "ns  5.00", "no"]
     assert text[3].split("|")[-1].strip() == "no"
     with pytest.raises(FileNotFoundError, match="no evaluation summary"):
-        evaluate.read_summary(tmp_path / "missing.csv")
+        results.read_summary(tmp_path / "missing.csv")
 
 
 # ------------------------------------------------------------------------------------------------ mask folders
@@ -327,7 +327,7 @@ def test_mask_folder_bad_masks_are_reported_by_name_and_skipped(tmp_path):
     assert "32x32" in reasons["small.png"] and "never resized" in reasons["small.png"]
     assert "grey" in reasons["grey.png"]
     assert "no mask" in reasons["nomask.png"]
-    md = evaluate.summary_markdown(res.summary, skipped=res.skipped)
+    md = results.summary_markdown(res.summary, skipped=res.skipped)
     assert "small.png" in md and "nomask.png" in md
 
 
@@ -375,21 +375,39 @@ def test_masks_at_the_photo_size_are_cropped_with_the_photo(tmp_path):
 
 def test_center_crop_pad_crops_and_mirrors_without_resampling():
     x = torch.arange(5 * 7, dtype=torch.float32).view(1, 5, 7)
-    out = evaluate.center_crop_pad(x, 4)
+    out = data.center_crop_pad(x, 4)
     assert torch.equal(out, x[:, 0:4, 1:5])
     small = torch.arange(4, dtype=torch.float32).view(1, 2, 2)
-    padded = evaluate.center_crop_pad(small, 6)
+    padded = data.center_crop_pad(small, 6)
     assert padded.shape == (1, 6, 6)
     assert set(padded.unique().tolist()) <= {0.0, 1.0, 2.0, 3.0}
 
 
 def test_lpips_is_skipped_with_a_note_when_its_weights_are_not_cached(photo_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty_hub"))
-    ok, note = evaluate.lpips_available()
+    ok, note = metrics.lpips_available()
     assert not ok and "LPIPS skipped" in note
     res = evaluate.evaluate(photo_dir, ["mean"], size=64, progress=False, limit=1, masks_per_image=1)
     assert "lpips" not in res.rows[0]
     assert any("LPIPS skipped" in n for n in res.notes) and any("FID" in n for n in res.notes)
+
+
+def test_example_grid_keeps_one_pair_per_bucket_from_different_photos_first(photo_dir):
+    res = evaluate.evaluate(photo_dir, ["mean", "telea"], size=64, progress=False, lpips=False)
+    buckets = [e.bucket for e in res.examples]
+    order = [masks.bucket_of((lo + hi) / 2) for lo, hi in masks.BUCKETS]
+    assert buckets == order  # one per bucket, small holes first
+    assert len({e.file for e in res.examples[:3]}) == 3  # three photos: the first three buckets show all of them
+    for e in res.examples:
+        assert sorted(e.outputs) == ["mean", "telea"]
+        row = next(r for r in res.rows if (r["file"], r["mask"], r["method"]) == (e.file, e.mask_name, "telea"))
+        assert row["psnr"] == pytest.approx(metrics.psnr(e.outputs["telea"], e.image), abs=1e-4)
+        valid = (e.mask == 1).expand_as(e.image)
+        assert torch.equal(e.outputs["mean"][valid], e.image[valid])  # composites, as scored
+    two = evaluate.evaluate(photo_dir, ["mean"], size=64, progress=False, lpips=False, examples_per_bucket=2)
+    assert Counter(e.bucket for e in two.examples) == {b: 2 for b in order}
+    none = evaluate.evaluate(photo_dir, ["mean"], size=64, progress=False, lpips=False, examples_per_bucket=0)
+    assert none.examples == []
 
 
 # ------------------------------------------------------------------------------------------------ CLI
@@ -456,16 +474,16 @@ def test_pconv_method_is_inference_inpaint_on_any_size_and_loads_from_a_run(tmp_
     args = {"image_size": 64, "width": 8}
     model = PConvUNet(**args).eval()
     _write_run(model, "pconv", args, tmp_path / "run")
-    method = evaluate.get_method("pconv", checkpoint=tmp_path / "run")
+    method = inpainters.get_method("pconv", checkpoint=tmp_path / "run")
     assert method.name == "pconv"
     image, mask = photo("astronaut", 72), box_mask(72, 20, 20, 24, 16)  # 72 is not a multiple of 2**layers
     out = method(image, mask)
     valid = (mask == 1).expand_as(image)
     assert torch.equal(out[valid], image[valid])
-    loaded = evaluate._load_model(tmp_path / "run", "cpu")
+    loaded = inpainters.load_checkpoint(tmp_path / "run", "cpu")
     torch.testing.assert_close(out, inference.inpaint(loaded, image, mask))
     with pytest.raises(ValueError, match="ContextEncoder"):
-        evaluate.get_method("ce", checkpoint=model)
+        inpainters.get_method("ce", checkpoint=model)
     # the CLI picks the model method from the checkpoint when --methods is not given
     out_dir = tmp_path / "eval"
     code = evaluate.cli(["--checkpoint", str(tmp_path / "run"), "--images", str(photo_dir), "--size", "64",
@@ -490,7 +508,7 @@ def test_context_encoder_method_runs_on_centre_masks_and_refuses_others(tmp_path
 
     torch.manual_seed(0)
     model = ContextEncoder(bottleneck=16, width=8).eval()
-    method = evaluate.get_method("ce", checkpoint=model)
+    method = inpainters.get_method("ce", checkpoint=model)
     image, mask = photo("coffee", 128), masks.center_mask(128, 56)
     out = method(image, mask)
     valid = (mask == 1).expand_as(image)
@@ -509,7 +527,7 @@ def test_methods_get_the_hole_blanked_so_echoing_the_input_cannot_score(photo_di
     res = evaluate.evaluate(photo_dir, {"echo": lambda image, mask: image}, size=64, progress=False,
                             masks_per_image=1, limit=1)
     row = res.rows[0]
-    image = evaluate.center_crop_pad(evaluate.data.load_image(photo_dir / "astronaut.png"), 64)
+    image = data.center_crop_pad(data.load_image(photo_dir / "astronaut.png"), 64)
     mask = masks.evaluation_masks(64)[0][1]
     assert row["hole_ratio"] == masks.hole_ratio(mask)
     expected = image[(mask == 0).expand_as(image)].mean().item() * 100  # |0 - target| over the hole
@@ -522,7 +540,7 @@ def test_center_crop_pad_matches_the_validation_crops_of_photofolder(photo_dir):
 
     folder = PhotoFolder(photo_dir, 64, train=False)
     for i, path in enumerate(folder.files):
-        ours = evaluate.center_crop_pad(evaluate.data.load_image(path), 64)
+        ours = data.center_crop_pad(data.load_image(path), 64)
         assert torch.equal(ours, folder[i]), path.name
 
 

@@ -12,6 +12,7 @@ from inpaintlib.models import (
     ContextDiscriminator,
     ContextEncoder,
     PConvUNet,
+    architecture_table,
     count_parameters,
     default_layers,
     freeze_encoder_batchnorm,
@@ -269,3 +270,18 @@ def test_context_encoder_matrix_product_layers_equal_the_convolutions_they_repla
     up = _FromVectorConvTranspose2d(30, 8, 4, bias=False)
     z = torch.randn(3, 30, 1, 1)
     torch.testing.assert_close(up(z), F.conv_transpose2d(z, up.weight))
+
+
+def test_architecture_table_displays_the_rows_as_text_and_html():
+    model = ContextDiscriminator(width=8).train()
+    rows = layer_table(model)
+    assert model.training  # the measuring pass restores the mode
+    table = architecture_table(model, title="D")
+    text = str(table).splitlines()
+    assert text[0] == "D" and text[3].startswith("body.conv1") and "8×32×32" in text[3]
+    assert text[-1] == f"total parameters: {count_parameters(model):,}"
+    assert table._repr_html_().count("<tr>") == 1 + len(rows)
+    with pytest.raises(ValueError, match="64 px"):
+        layer_table(model, image_size=128)
+    with pytest.raises(ValueError, match="ContextEncoder, ContextDiscriminator or PConvUNet"):
+        layer_table(nn.Linear(2, 2))

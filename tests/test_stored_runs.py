@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from inpaintlib import evaluate
+from inpaintlib import evaluate, inpainters
 from inpaintlib.rundir import load_config, load_history, load_metrics, load_model
 
 RUNS = Path(__file__).resolve().parents[1] / "data" / "runs"
@@ -74,7 +74,7 @@ def test_stored_evaluation_is_reproduced_from_the_stored_weights(name):
     # evaluations written before settings.json existed used the defaults below
     settings = json.loads(settings_file.read_text()) if settings_file.is_file() else {}
     ensemble = settings.get("ensemble", 1)
-    method = evaluate.model_method(model, ensemble=ensemble)
+    method = inpainters.model_method(model, ensemble=ensemble)
     if kind == "ce":
         result = evaluate.evaluate(VAL, [method], size=settings.get("size", 128), center_masks=True, limit=2,
                                    progress=False, lpips=False)

@@ -34,7 +34,6 @@ Where this implementation differs from the Torch original:
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -169,10 +168,6 @@ class ContextEncoder(nn.Module):
         _check_images(x, INPUT_SIZE, "ContextEncoder")
         return self.decoder(self.encoder(x))
 
-    def layer_table(self) -> list[dict]:
-        """One row per block for the book's architecture table (report Fig 1)."""
-        return _sequential_table(self, torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE))
-
 
 class ContextDiscriminator(nn.Module):
     """Adversarial discriminator D on a 64x64 patch (report §3.1, eq. (4)).
@@ -206,64 +201,3 @@ class ContextDiscriminator(nn.Module):
     def forward(self, patch: Tensor) -> Tensor:
         _check_images(patch, PATCH_SIZE, "ContextDiscriminator")
         return self.body(patch).flatten()  # (N,)
-
-    def layer_table(self) -> list[dict]:
-        """One row per block for the book's architecture table."""
-        return _sequential_table(self, torch.zeros(1, 3, PATCH_SIZE, PATCH_SIZE))
-
-
-def _describe_block(block: nn.Module) -> dict:
-    """Kernel, stride and channels of the first (transposed) convolution in ``block``."""
-    conv = next(m for m in block.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)))
-    parts = []
-    for m in block.modules() if isinstance(block, nn.Sequential) else [block]:
-        if isinstance(m, nn.ConvTranspose2d):
-            parts.append("tconv")
-        elif isinstance(m, nn.Conv2d):
-            parts.append("conv")
-        elif isinstance(m, nn.BatchNorm2d):
-            parts.append("BN")
-        elif isinstance(m, nn.LeakyReLU):
-            parts.append(f"LReLU({m.negative_slope:g})")
-        elif isinstance(m, nn.ReLU):
-            parts.append("ReLU")
-        elif isinstance(m, nn.Tanh):
-            parts.append("tanh")
-    return {
-        "layer": " + ".join(parts),
-        "kernel": conv.kernel_size[0],
-        "stride": conv.stride[0],
-        "in_channels": conv.in_channels,
-        "out_channels": conv.out_channels,
-    }
-
-
-def _sequential_table(model: nn.Module, example: Tensor) -> list[dict]:
-    """Run ``example`` through the model with hooks on each named block; collect a row per block."""
-    blocks = [
-        (f"{group}.{name}", block) for group, seq in model.named_children() for name, block in seq.named_children()
-    ]
-    shapes: dict[str, tuple[int, ...]] = {}
-    handles = [
-        block.register_forward_hook(lambda mod, inp, out, name=name: shapes.__setitem__(name, tuple(out.shape[1:])))
-        for name, block in blocks
-    ]
-    was_training = model.training
-    param = next(model.parameters())
-    try:
-        model.eval()  # a batch of one would trip BN's train-mode check on 1x1 maps
-        with torch.no_grad():
-            model(example.to(device=param.device, dtype=param.dtype))
-    finally:
-        model.train(was_training)
-        for h in handles:
-            h.remove()
-    return [
-        {
-            "name": name,
-            **_describe_block(block),
-            "output_shape": shapes[name],
-            "params": sum(p.numel() for p in block.parameters()),
-        }
-        for name, block in blocks
-    ]

@@ -107,7 +107,7 @@ class PConvUNet(nn.Module):
 
     Args:
         image_size: side of the training images; only used to pick the default number of
-            levels and as the size shown by :meth:`layer_table`.  The network is fully
+            levels and as the size shown by ``inpaintlib.models.layer_table``.  The network is fully
             convolutional: any ``H, W`` that are multiples of ``2**layers`` work.
         layers: number of encoder (and decoder) levels; ``None`` gives
             ``log2(image_size) - 1`` (see :func:`default_layers`).
@@ -208,62 +208,6 @@ class PConvUNet(nn.Module):
                 raise ValueError(f"mask batch size {mask.shape[0]} does not match image batch size {n} (or 1)")
             mask = mask.expand(n, 1, h, w)
         return mask
-
-    def layer_table(self, image_size: int | None = None) -> list[dict]:
-        """One row per level for the book's version of report Fig 2.
-
-        Keys: ``name``, ``layer``, ``kernel``, ``stride``, ``in_channels``, ``out_channels``,
-        ``output_shape`` (C, H, W) for a square input of side ``image_size`` (default: the
-        model's), and ``params`` (partial conv + BN).
-        """
-        size = self.image_size if image_size is None else image_size
-        param = next(self.parameters())
-        image = torch.zeros(1, 3, size, size, device=param.device, dtype=param.dtype)
-        mask = torch.ones(1, 1, size, size, device=param.device, dtype=param.dtype)
-        levels = [(f"enc{i + 1}", enc) for i, enc in enumerate(self.encoders)]
-        levels += [(f"dec{i + 1}", self.decoders[i]) for i in reversed(range(self.layers))]
-        shapes: dict[str, tuple[int, ...]] = {}
-        handles = [
-            mod.register_forward_hook(lambda m, i, out, name=name: shapes.__setitem__(name, tuple(out[0].shape[1:])))
-            for name, mod in levels
-        ]
-        was_training = self.training
-        try:
-            self.eval()
-            with torch.no_grad():
-                self(image, mask)
-        finally:
-            self.train(was_training)
-            for h in handles:
-                h.remove()
-        rows = []
-        for name, mod in levels:
-            conv = mod.conv
-            parts = ["up x2 + concat"] if name.startswith("dec") else []
-            parts.append("pconv")
-            if mod.bn is not None:
-                parts.append("BN")
-            act = mod.act
-            parts.append(
-                "sigmoid"
-                if act is None
-                else f"LReLU({act.negative_slope:g})"
-                if isinstance(act, nn.LeakyReLU)
-                else "ReLU"
-            )
-            rows.append(
-                {
-                    "name": name,
-                    "layer": " + ".join(parts),
-                    "kernel": conv.kernel_size[0],
-                    "stride": conv.stride[0],
-                    "in_channels": conv.in_channels,
-                    "out_channels": conv.out_channels,
-                    "output_shape": shapes[name],
-                    "params": sum(p.numel() for p in mod.parameters()),
-                }
-            )
-        return rows
 
 
 def freeze_encoder_batchnorm(model: PConvUNet) -> None:

@@ -1,0 +1,214 @@
+"""The tables of an evaluation: per-pair rows, means per method and hole-ratio bucket, comparisons.
+
+:func:`inpaintlib.evaluate.evaluate` scores one row per image x mask x method (:data:`ROW_FIELDS`);
+this module averages them per method and bucket (:func:`summarize`), writes and reads them as
+``metrics.csv`` / ``summary.csv`` / ``summary.md`` (the stored ``data/runs/*/evaluation`` folders), and
+answers the question of chapter 5 -- does a network beat the classical methods, bucket by
+bucket (:func:`against_classical`), and by how much pair by pair (:func:`paired_margin`)?
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from inpaintlib.masks import bucket_sort_key
+from inpaintlib.inpainters import LABELS
+from inpaintlib.metrics import METRICS
+
+__all__ = [
+    "ROW_FIELDS",
+    "summarize",
+    "read_summary",
+    "read_metrics",
+    "against_classical",
+    "paired_margin",
+    "format_against_classical",
+    "summary_markdown",
+    "write_metrics_csv",
+    "write_summary",
+]
+
+ROW_FIELDS = ("file", "mask", "hole_ratio", "bucket", "method", "psnr", "ssim", "l1_hole", "seconds")
+
+
+def summarize(rows: Sequence[Mapping]) -> list[dict]:
+    """Mean of each metric (and of seconds per image) per method x bucket, then per method over "all".
+
+    Each summary row: method, bucket, n, hole_ratio (mean), psnr, ssim, l1_hole, [lpips], seconds.
+    Methods keep their first-seen order; buckets follow the order of :data:`masks.BUCKETS`.
+    """
+    if not rows:
+        return []
+    metrics = [k for k in (*METRICS, "lpips") if k in rows[0]]
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    buckets = sorted({r["bucket"] for r in rows}, key=bucket_sort_key)
+    out = []
+    for method in methods:
+        for bucket in [*buckets, "all"]:
+            sel = [r for r in rows if r["method"] == method and (bucket == "all" or r["bucket"] == bucket)]
+            if not sel:
+                continue
+            entry = {"method": method, "bucket": bucket, "n": len(sel)}
+            for key in ("hole_ratio", *metrics, "seconds"):
+                entry[key] = sum(float(r[key]) for r in sel) / len(sel)
+            out.append(entry)
+    return out
+
+
+def read_summary(path: str | Path) -> list[dict]:
+    """The rows of a summary.csv written by :func:`write_summary`, numbers as numbers."""
+    return _read_table(path, "evaluation summary", text_fields=("method", "bucket"))
+
+
+def _read_table(path: str | Path, what: str, text_fields: Sequence[str]) -> list[dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no {what} at {path}; write one with python -m inpaintlib evaluate ... --out")
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        for k, v in r.items():
+            if k not in text_fields:
+                r[k] = int(v) if k == "n" else float(v)
+    return rows
+
+
+def against_classical(
+    summary: Sequence[Mapping], method: str = "pconv", others: Sequence[str] = ("telea", "ns", "biharmonic")
+) -> list[dict]:
+    """Per bucket: does ``method`` beat every one of ``others`` on mean PSNR and on mean hole L1?
+
+    Each row: bucket, psnr, best_psnr (value, method), beats_psnr, l1_hole, best_l1 (value, method),
+    beats_l1 -- "best" among ``others``. Buckets where ``method`` or any of ``others`` is missing are left out.
+    """
+    cell = {(s["method"], s["bucket"]): s for s in summary}
+    out = []
+    for bucket in dict.fromkeys(s["bucket"] for s in summary):
+        if (method, bucket) not in cell or any((o, bucket) not in cell for o in others):
+            continue
+        ours, rivals = cell[(method, bucket)], [cell[(o, bucket)] for o in others]
+        top_psnr = max(rivals, key=lambda r: r["psnr"])
+        top_l1 = min(rivals, key=lambda r: r["l1_hole"])
+        out.append({
+            "bucket": bucket,
+            "psnr": ours["psnr"], "best_psnr": (top_psnr["psnr"], top_psnr["method"]),
+            "beats_psnr": ours["psnr"] > top_psnr["psnr"],
+            "l1_hole": ours["l1_hole"], "best_l1": (top_l1["l1_hole"], top_l1["method"]),
+            "beats_l1": ours["l1_hole"] < top_l1["l1_hole"],
+        })  # fmt: skip
+    return out
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """The per-pair rows of a metrics.csv written by :func:`write_metrics_csv`, numbers as numbers."""
+    return _read_table(path, "per-pair metrics", text_fields=("file", "mask", "bucket", "method"))
+
+
+def paired_margin(rows: Sequence[Mapping], bucket: str, metric: str, method: str, rival: str) -> dict:
+    """How far ``method`` leads ``rival`` on one bucket, pair by pair (the same photo and mask for both).
+
+    Returns ``{"mean", "se", "better", "n"}``: the mean of the per-pair differences (method - rival for
+    PSNR and SSIM, rival - method for hole L1, so positive always means ``method`` is better), its
+    standard error, and on how many of the ``n`` pairs ``method`` is better. A mean lead smaller than
+    about two standard errors is a tie on this many photos.
+    """
+    values = {m: {(r["file"], r["mask"]): float(r[metric]) for r in rows if r["bucket"] == bucket and r["method"] == m}
+              for m in (method, rival)}
+    keys = sorted(values[method].keys() & values[rival].keys())
+    if len(keys) < 2:
+        raise ValueError(f"bucket {bucket!r} has {len(keys)} pair(s) scored by both {method!r} and {rival!r}; need 2")
+    sign = -1.0 if metric == "l1_hole" else 1.0
+    d = sign * np.array([values[method][k] - values[rival][k] for k in keys])
+    return {"mean": float(d.mean()), "se": float(d.std(ddof=1) / np.sqrt(len(d))), "better": int((d > 0).sum()),
+            "n": len(d)}
+
+
+def format_against_classical(table: Sequence[Mapping], name: str = "model") -> str:
+    """:func:`against_classical`'s rows as a text table (76 columns): a title line, then one line per bucket."""
+    lines = [f"{name}: PSNR in dB, hole L1 x100",
+             f"{'bucket':>8} | {'PSNR':>6} | {'best classical':>17} | win | {'L1':>5} | {'best classical':>16} | win"]
+    for t in table:
+        (bp, mp), (bl, ml) = t["best_psnr"], t["best_l1"]
+        lines.append(f"{t['bucket']:>8} | {t['psnr']:6.2f} | {mp:>10} {bp:6.2f} | {'yes' if t['beats_psnr'] else 'no':>3} | "
+                     f"{t['l1_hole']:5.2f} | {ml:>10} {bl:5.2f} | {'yes' if t['beats_l1'] else 'no':>3}")
+    return "\n".join(lines)
+
+
+def write_metrics_csv(rows: Sequence[Mapping], path: str | Path) -> Path:
+    """metrics.csv: one line per image x mask x method with :data:`ROW_FIELDS` (+ lpips when present)."""
+    fields = list(ROW_FIELDS) + (["lpips"] if rows and "lpips" in rows[0] else [])
+    return _write_table(rows, fields, path)
+
+
+def _write_table(rows: Sequence[Mapping], fields: Sequence[str], path: str | Path) -> Path:
+    """A CSV with the columns ``fields``, floats to 6 significant digits (read back by :func:`_read_table`)."""
+    path = Path(path)
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(fields))
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: (f"{r[k]:.6g}" if isinstance(r[k], float) else r[k]) for k in fields})
+    return path
+
+
+def summary_markdown(
+    summary: Sequence[Mapping], notes: Sequence[str] = (), skipped: Sequence[tuple[str, str]] = ()
+) -> str:
+    """Markdown tables (one per metric; methods as rows, buckets as columns, best in bold) for a run card."""
+    if not summary:
+        return "_no results_\n"
+    methods = list(dict.fromkeys(s["method"] for s in summary))
+    buckets = list(dict.fromkeys(s["bucket"] for s in summary if s["bucket"] != "all")) + ["all"]
+    cell = {(s["method"], s["bucket"]): s for s in summary}
+    specs = [("psnr", "PSNR (dB, higher is better)", max, "{:.2f}"),
+             ("ssim", "SSIM (higher is better)", max, "{:.4f}"),
+             ("l1_hole", "L1 over the hole x100 (lower is better)", min, "{:.2f}")]
+    if "lpips" in summary[0]:
+        specs.append(("lpips", "LPIPS AlexNet (lower is better)", min, "{:.4f}"))
+    lines = []
+    for key, title, best_of, fmt in specs:
+        lines += [f"**{title}**", "", "| method | " + " | ".join(buckets) + " |",
+                  "|---|" + "---:|" * len(buckets)]
+        best = {b: best_of((cell[(m, b)][key] for m in methods if (m, b) in cell), default=None) for b in buckets}
+        for m in methods:
+            cells = []
+            for b in buckets:
+                if (m, b) not in cell:
+                    cells.append("-")
+                    continue
+                v = cell[(m, b)][key]
+                text = fmt.format(v)
+                cells.append(f"**{text}**" if len(methods) > 1 and v == best[b] else text)
+            lines.append(f"| {LABELS.get(m, m)} | " + " | ".join(cells) + " |")
+        lines.append("")
+    counts = " | ".join(str(cell[(methods[0], b)]["n"]) if (methods[0], b) in cell else "0" for b in buckets)
+    lines += ["**Pairs per bucket and time per image**", "",
+              "| | " + " | ".join(buckets) + " |", "|---|" + "---:|" * len(buckets),
+              f"| pairs | {counts} |"]
+    for m in methods:
+        secs = " | ".join(f"{cell[(m, b)]['seconds']:.3f} s" if (m, b) in cell else "-" for b in buckets)
+        lines.append(f"| {LABELS.get(m, m)} | {secs} |")
+    lines.append("")
+    if notes:
+        lines += ["Notes:", ""] + [f"- {n}" for n in notes] + [""]
+    if skipped:
+        lines += [f"Skipped ({len(skipped)}):", ""] + [f"- `{n}`: {r}" for n, r in skipped] + [""]
+    return "\n".join(lines)
+
+
+def write_summary(
+    summary: Sequence[Mapping],
+    csv_path: str | Path,
+    md_path: str | Path,
+    notes: Sequence[str] = (),
+    skipped: Sequence[tuple[str, str]] = (),
+) -> tuple[Path, Path]:
+    """summary.csv (one line per method x bucket, "all" last) and summary.md (:func:`summary_markdown`)."""
+    csv_path, md_path = Path(csv_path), Path(md_path)
+    _write_table(summary, list(summary[0].keys()) if summary else ["method", "bucket", "n"], csv_path)
+    md_path.write_text(summary_markdown(summary, notes, skipped))
+    return csv_path, md_path

@@ -123,3 +123,14 @@ def fast_cuda_flags(enabled: bool = True) -> Iterator[None]:
     finally:
         for k, v in before.items():
             setattr(objects[k.split(".")[0]], k.split(".")[1], v)
+
+
+def process_device(device: str | torch.device | None, dist: Distributed) -> torch.device:
+    """The device this process trains on: under torchrun, the GPU of its local rank."""
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        if dist.enabled:
+            dev = torch.device("cuda", dist.local_rank)
+        if dev.index is not None:
+            torch.cuda.set_device(dev)
+    return dev

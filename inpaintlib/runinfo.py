@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from inpaintlib.paths import repo_root, stored_runs_dir
-from inpaintlib.rundir import load_config, load_history
+from inpaintlib.paths import repo_root
+from inpaintlib.rundir import load_config, load_history, stored_run  # stored_run: the chapters' entry point
 
 __all__ = ["run_info", "run_caption", "stored_run", "relative", "missing_run_note"]
 
@@ -64,16 +64,6 @@ def run_caption(run_dir: str | Path) -> str:
     if info["loss_weights"]:
         detail.append("loss weights changed: " + ", ".join(f"{k} {v:g}" for k, v in info["loss_weights"].items()))
     return f"run '{info['name']}'" + (": " + ", ".join(detail) if detail else "")
-
-
-def stored_run(name: str | Path) -> Path | None:
-    """The run directory ``<repo>/data/runs/<name>``, or ``name`` itself when it is a path to a run
-    directory; ``None`` when no such run exists or it is incomplete (it needs ``history.csv`` and
-    ``weights.pt``)."""
-    for path in (stored_runs_dir() / str(name), Path(name).expanduser()):
-        if (path / "history.csv").is_file() and (path / "weights.pt").is_file():
-            return path
-    return None
 
 
 def relative(path: str | Path) -> str:

@@ -22,7 +22,8 @@ from inpaintlib.errors import exits_cleanly
 from inpaintlib.rundir import writer_lock
 
 from .config import CONFIGS, PROFILES, TrainConfig, make_config
-from .loop import TrainingInterrupted, train
+from .interrupts import TrainingInterrupted
+from .loop import train
 from .resume import resume_config
 
 

@@ -14,12 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import signal
-import sys
-import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -30,7 +27,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from inpaintlib.device import Distributed, fast_cuda_flags, resolve_amp, resolve_device, setup_distributed
+from inpaintlib.device import Distributed, fast_cuda_flags, process_device, resolve_amp, setup_distributed
 from inpaintlib.inference import inpaint
 from inpaintlib.runcard import write_run_card
 from inpaintlib.rundir import (
@@ -39,6 +36,7 @@ from inpaintlib.rundir import (
     history_header,
     load_model,
     portable,
+    rng_kept,
     rng_state,
     save_torch,
     save_weights,
@@ -49,6 +47,7 @@ from inpaintlib.rundir import (
 )
 
 from .config import TrainConfig, config_from_dict
+from .interrupts import TrainingInterrupted, stop_requests
 from .recipes import RECIPES, Recipe
 from .report import environment, python_call, sample_masks, save_sample_grid, validation_metrics
 from .resume import new_log, settings_for
@@ -63,41 +62,6 @@ from .sampling import (
 )
 
 Callback = Callable[[dict[str, Any]], None]
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """Raised by :func:`train` after SIGINT (Ctrl-C) or SIGTERM: the step that was running finished and
-    the checkpoint was written. ``signal`` is the signal's number, ``step`` the step reached and
-    ``checkpoint`` the file to resume from."""
-
-    def __init__(self, signum: int, step: int, checkpoint: Path) -> None:
-        name = signal.Signals(signum).name
-        super().__init__(f"{name} at step {step}: checkpoint written to {checkpoint}")
-        self.signal, self.step, self.checkpoint = signum, step, checkpoint
-
-
-@contextlib.contextmanager
-def _stop_requests(enabled: bool) -> Iterator[dict[str, int]]:
-    """While the block runs, the first SIGINT/SIGTERM only asks the loop to stop after its current step
-    (``flags["signal"]``); a second one stops at once. Handlers exist only in the main thread."""
-    flags: dict[str, int] = {}
-    if not enabled or threading.current_thread() is not threading.main_thread():
-        yield flags
-        return
-
-    def ask(signum: int, frame: Any) -> None:
-        if "signal" in flags:  # the second request: stop now
-            raise KeyboardInterrupt
-        flags["signal"] = signum
-        print(f"\n{signal.Signals(signum).name}: finishing the current step and writing a checkpoint "
-              "(press Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
-
-    before = {sig: signal.signal(sig, ask) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield flags
-    finally:
-        for sig, handler in before.items():
-            signal.signal(sig, handler)
 
 
 @dataclass
@@ -171,10 +135,10 @@ def train(
 def _train_locked(config, out_dir, resume, device, progress, callback, command, dist: Distributed) -> Path:
     """:func:`train` once this process is the run directory's only writer."""
     config, checkpoint = settings_for(config, out_dir, resume)
-    dev = _device(device if device is not None else config.device, dist)
-    with fast_cuda_flags(config.global_flags), _caller_rng_kept(dev):
+    dev = process_device(device if device is not None else config.device, dist)
+    with fast_cuda_flags(config.global_flags), rng_kept(dev):
         session = _set_up(config, out_dir, checkpoint, dev, dist, command)
-        with _stop_requests(not dist.enabled) as stop:
+        with stop_requests(not dist.enabled) as stop:
             step = _train_steps(session, progress, callback, stop)
         if "signal" in stop:
             raise TrainingInterrupted(stop["signal"], step, out_dir / "checkpoint.pt")
@@ -183,27 +147,6 @@ def _train_locked(config, out_dir, resume, device, progress, callback, command, 
         if dist.main:
             _finish(session, step)
     return out_dir
-
-
-def _device(device: str | torch.device | None, dist: Distributed) -> torch.device:
-    dev = resolve_device(device)
-    if dev.type == "cuda":
-        if dist.enabled:
-            dev = torch.device("cuda", dist.local_rank)
-        if dev.index is not None:
-            torch.cuda.set_device(dev)
-    return dev
-
-
-@contextlib.contextmanager
-def _caller_rng_kept(device: torch.device) -> Iterator[None]:
-    """Training seeds and restores torch's, numpy's and Python's global random states; the caller's
-    states are put back afterwards, so a notebook's own random numbers do not depend on a training cell."""
-    before = rng_state(device)
-    try:
-        yield
-    finally:
-        set_rng_state(before, device)
 
 
 def _set_up(

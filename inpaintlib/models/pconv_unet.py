@@ -201,7 +201,8 @@ class PConvUNet(nn.Module):
             raise ValueError(f"PConvUNet expects mask of shape (N, 1, {h}, {w}) (1 = valid, 0 = hole), got {shape}")
         # The 0/1 check runs once here rather than in each of the ~15 partial convs (one host sync
         # per layer on a GPU); inner layers receive masks that eq. (7) makes binary by construction.
-        if mask.dtype != torch.bool and not bool(((mask == 0) | (mask == 1)).all()):
+        # Skipped while exporting (ONNX, torch.export): an exported graph cannot branch on the mask's values.
+        if not torch.compiler.is_exporting() and mask.dtype != torch.bool and not bool(((mask == 0) | (mask == 1)).all()):
             raise ValueError("PConvUNet expects a binary mask (1 = valid, 0 = hole); it holds other values")
         if mask.shape[0] != n:
             if mask.shape[0] != 1:

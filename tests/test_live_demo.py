@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -20,11 +21,12 @@ from browser import HTML, open_page, require_built_page
 from inpaintlib.inference import inpaint
 from inpaintlib.live_demo import PHOTOS
 from inpaintlib.rundir import load_model
-from inpaintlib.paths import stored_runs_dir
+from inpaintlib.paths import photos_dir, stored_runs_dir
 
 PAGE = "book/04_live_demo.html"
 ASSETS = "_static/live-demo/assets.js"
 STATE = "document.getElementById('live-demo').dataset.state"
+PHOTO_DIR = photos_dir() / "val"
 
 
 def _demo_errors(page) -> list[str]:
@@ -47,6 +49,22 @@ def _canvas_rgb(page, selector: str) -> np.ndarray:
     )
     size = page.evaluate(f"[document.querySelector('{selector}').height, document.querySelector('{selector}').width]")
     return np.array(data, dtype=np.uint8).reshape(size[0], size[1], 4)[..., :3]
+
+
+def _compare_with_pytorch(snap: dict, out: np.ndarray) -> np.ndarray:
+    """Check the page's output ``out`` (H, W, 3) against inpaint() for the page's photo and mask; returns the holes."""
+    h, w = snap["h"], snap["w"]
+    photo = np.array(snap["photo"], dtype=np.uint8).reshape(h, w, 4)[..., :3]
+    mask = np.array(snap["mask"], dtype=np.float32).reshape(1, h, w)  # 1 = valid, 0 = hole
+    image = torch.from_numpy(photo.astype(np.float32) / 255).permute(2, 0, 1)  # (3, H, W)
+    expected = inpaint(load_model(stored_runs_dir() / "pconv-l1"), image, torch.from_numpy(mask))
+    expected = (expected * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    holes = mask[0] == 0
+    diff = np.abs(out.astype(int) - expected.astype(int))
+    assert diff[holes].max() <= 4, f"hole pixels differ from PyTorch's inpaint() by up to {diff[holes].max()}/255"
+    assert np.array_equal(out[~holes], photo[~holes]), "known pixels changed"
+    assert np.abs(out[holes].astype(int) - photo[holes].astype(int)).max() > 0, "the hole was not filled"
+    return holes
 
 
 def test_fill_in_the_page_matches_pytorch() -> None:
@@ -73,25 +91,17 @@ def test_fill_in_the_page_matches_pytorch() -> None:
         assert page.outside == [], f"requests that would leave the machine: {page.outside}"
         assert _demo_errors(page) == []
 
-    h, w = snap["h"], snap["w"]
-    photo = np.array(snap["photo"], dtype=np.uint8).reshape(h, w, 4)[..., :3]
-    mask = np.array(snap["mask"], dtype=np.float32).reshape(1, h, w)  # 1 = valid, 0 = hole
+    holes = _compare_with_pytorch(snap, out)
+    assert 300 < holes.sum() < 0.5 * holes.size, f"the stroke made {holes.sum()} hole pixels"
+    photo = np.array(snap["photo"], dtype=np.uint8).reshape(snap["h"], snap["w"], 4)[..., :3]
     site_photo = np.asarray(Image.open(HTML / "_static/live-demo/photos" / (PHOTOS[0].rsplit(".", 1)[0] + ".png")))
     assert np.array_equal(photo, site_photo), "the page's photo is not the first demo photo, pixel for pixel"
-    holes = mask[0] == 0
-    assert 300 < holes.sum() < 0.5 * h * w, f"the stroke made {holes.sum()} hole pixels"
-
-    image = torch.from_numpy(photo.astype(np.float32) / 255).permute(2, 0, 1)  # (3, H, W)
-    expected = inpaint(load_model(stored_runs_dir() / "pconv-l1"), image, torch.from_numpy(mask))
-    expected = (expected * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    diff = np.abs(out.astype(int) - expected.astype(int))
-    assert diff[holes].max() <= 4, f"hole pixels differ from PyTorch's inpaint() by up to {diff[holes].max()}/255"
-    assert np.array_equal(out[~holes], photo[~holes]), "known pixels changed"
-    assert np.abs(out[holes].astype(int) - photo[holes].astype(int)).max() > 0, "the hole was not filled"
 
 
-def test_random_holes_undo_and_toggles() -> None:
+def test_random_holes_undo_toggles_and_own_photo(tmp_path) -> None:
     html = require_built_page(PAGE, ASSETS)
+    own = tmp_path / "own.png"  # 300x200: scaled to 256x171 in the page, padded to 256x256 for the network
+    Image.open(PHOTO_DIR / "gcompris-world-lemur.jpg").resize((300, 200)).save(own)
     with open_page(html.as_uri(), viewport=(1000, 1400)) as page:
         _wait_state(page, "ready", "error", "unsupported")
         buttons = page.locator(".ld-masks button")
@@ -115,6 +125,16 @@ def test_random_holes_undo_and_toggles() -> None:
         page.click(".ld-clear")
         assert min(page.evaluate("liveDemo.snapshot().mask")) == 1
         assert page.locator(".ld-fill").is_disabled()  # nothing to fill
+        # the reader's own photo: not square, so the page pads it as inpaint() does
+        page.set_input_files(".ld-own input", str(own))
+        page.wait_for_function("liveDemo.snapshot().h == 171")
+        assert page.evaluate("liveDemo.snapshot().w") == 256
+        buttons.nth(2).click()
+        page.wait_for_function("liveDemo.snapshot().mask.includes(0)")
+        page.click(".ld-fill")
+        assert _wait_state(page, "filled", "error") == "filled"
+        assert "256×256 px" in page.evaluate("document.querySelector('.ld-time').textContent")
+        _compare_with_pytorch(page.evaluate("liveDemo.snapshot()"), _canvas_rgb(page, ".ld-image"))
         assert page.outside == [] and _demo_errors(page) == []
 
 
@@ -128,3 +148,14 @@ def test_without_webassembly_the_static_figure_stays() -> None:
         assert page.evaluate("document.querySelector('.ld-static img').naturalWidth") > 0, "static figure missing"
         assert page.locator(".ld-app").is_hidden()
         assert page.outside == []
+
+
+def test_asset_build_names_what_is_missing(tmp_path) -> None:
+    """The build step (python -m inpaintlib.live_demo) says what to run first; no browser needed."""
+    from inpaintlib.live_demo import build
+
+    with pytest.raises(FileNotFoundError, match="build the book first"):
+        build(tmp_path)
+    (tmp_path / "index.html").write_text("<html></html>")
+    with pytest.raises(FileNotFoundError, match="npm ci"):
+        build(tmp_path, node_modules=tmp_path / "node_modules")

@@ -91,9 +91,13 @@ def _native(photo: np.ndarray, mask: np.ndarray, model_path: Path):
         timers[f"native onnxruntime {ort.__version__}, {threads} thread{'s' if threads > 1 else ''}"] = (
             lambda s=session: s.run(None, feeds))
     model = load_model(REPO / "data" / "runs" / "pconv-l1")
-    torch.set_num_threads(2)
-    inpaint(model, image, m)
-    timers[f"PyTorch {torch.__version__.split('+')[0]} inpaint(), 2 threads"] = lambda: inpaint(model, image, m)
+    for threads in (1, 2):
+        def run(threads=threads):
+            torch.set_num_threads(threads)
+            return inpaint(model, image, m)
+
+        run()
+        timers[f"PyTorch {torch.__version__.split('+')[0]} inpaint(), {threads} thread{'s' if threads > 1 else ''}"] = run
     return timers
 
 
@@ -112,9 +116,9 @@ def measure(rounds: int, threads: int) -> dict:
             "http, plain static host (1 thread)": plain + PAGE,
             f"http + COOP/COEP headers, ?threads={threads}": isolated + PAGE + f"?threads={threads}",
         }
-        pages = {name: _open(browser, url, outside) for name, url in modes.items()}
-        results = {name: {"cold": None, "net": [], "total": []} for name in modes}
-        for name, page in pages.items():
+        pages, results = {}, {name: {"cold": None, "net": [], "total": []} for name in modes}
+        for name, url in modes.items():  # one at a time, so no page loads while another one fills
+            page = pages[name] = _open(browser, url, outside)
             page.wait_for_function(f"{STATE} == 'ready' || {STATE} == 'error' || {STATE} == 'unsupported'")
             assert page.evaluate(STATE) == "ready", page.evaluate("document.querySelector('.ld-status').textContent")
             page.locator(".ld-masks button").nth(1).click()  # the 10-20 % random mask

@@ -231,6 +231,7 @@
       var runtime = window.LIVE_DEMO.runtime;
       ort.env.wasm.wasmBinary = fromBase64(runtime.wasm).buffer;
       ort.env.wasm.wasmPaths = { mjs: URL.createObjectURL(new Blob([runtime.mjs], { type: "text/javascript" })) };
+      delete window.LIVE_DEMO.runtime; // the decoded copies are all that is needed now
       await loadScript(BASE + assets.model.file + ".js");
       model = fromBase64(window.LIVE_DEMO.model.onnx);
       delete window.LIVE_DEMO.model;

@@ -97,7 +97,8 @@ def _native(photo: np.ndarray, mask: np.ndarray, model_path: Path):
             return inpaint(model, image, m)
 
         run()
-        timers[f"PyTorch {torch.__version__.split('+')[0]} inpaint(), {threads} thread{'s' if threads > 1 else ''}"] = run
+        label = f"PyTorch {torch.__version__.split('+')[0]} inpaint(), {threads} thread{'s' if threads > 1 else ''}"
+        timers[label] = run
     return timers
 
 
@@ -123,7 +124,8 @@ def measure(rounds: int, threads: int) -> dict:
             assert page.evaluate(STATE) == "ready", page.evaluate("document.querySelector('.ld-status').textContent")
             page.locator(".ld-masks button").nth(1).click()  # the 10-20 % random mask
             page.wait_for_function("liveDemo.snapshot().mask.includes(0)")
-            snap = page.evaluate("(() => { const s = liveDemo.snapshot(); return [s.threads, s.sessionMs, s.warmupMs]; })()")
+            snap = page.evaluate("(() => { const s = liveDemo.snapshot(); "
+                                 "return [s.threads, s.sessionMs, s.warmupMs]; })()")
             results[name]["threads"], results[name]["session"], results[name]["warmup"] = snap
             results[name]["cold"] = _fill(page)
         snap = pages["file:// (1 thread)"].evaluate("liveDemo.snapshot()")
@@ -193,7 +195,8 @@ def section(m: dict) -> str:
         "min(4, logical cores)).",
         "",
         f"The network does {m['gflop']:.1f} GFLOP per 256x256 fill (convolutions, counted by FlopCounterMode): "
-        + ", ".join(f"{name.split(' (')[0].split(',')[0]}: {m['gflop'] / statistics.median(r['net']) * 1000:.1f} GFLOP/s"
+        + ", ".join(f"{name.split(' (')[0].split(',')[0]}: "
+                    f"{m['gflop'] / statistics.median(r['net']) * 1000:.1f} GFLOP/s"
                     for name, r in m["browser"].items()) + ".",
         "",
         f"Target (issue 16): one fill at 256x256 within 150 ms -> best median here "

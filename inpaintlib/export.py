@@ -95,7 +95,8 @@ def weights_to_fp16(proto):
             continue
         half = numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), name=f"{init.name}__fp16")
         kept.append(half)
-        casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT, name=f"{init.name}__cast"))
+        cast = helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT, name=f"{init.name}__cast")
+        casts.append(cast)
     del graph.initializer[:]
     graph.initializer.extend(kept)
     nodes = casts + list(graph.node)
@@ -168,7 +169,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("run", help="a run directory (uses weights.pt) or a weights.pt file")
     p.add_argument("--format", required=True, choices=["onnx"], help="output format (only onnx)")
-    p.add_argument("--fp16", action="store_true", help="store the weights as float16 (half the size; computes in float32)")
+    p.add_argument("--fp16", action="store_true",
+                   help="store the weights as float16 (half the size; computes in float32)")
     p.add_argument("--out", required=True, help="the file to write, e.g. model.onnx")
     return p
 

@@ -94,7 +94,9 @@ def _write_photos(out: Path) -> list[dict]:
         file = f"photos/{Path(name).stem}.png"
         (out / file).write_bytes(data)
         author, licence = credits.get(name, ("see data/photos/SOURCES.md", ""))
-        entries.append({"name": Path(name).stem, "file": file, "src": _data_url(data), "author": author, "licence": licence})
+        entries.append(
+            {"name": Path(name).stem, "file": file, "src": _data_url(data), "author": author, "licence": licence}
+        )
     return entries
 
 

@@ -155,7 +155,8 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 @contextlib.contextmanager
 def serve(directory: str | Path, headers: dict[str, str] | None = None) -> Iterator[str]:
-    """A static http server for ``directory`` on 127.0.0.1 (a free port); yields its base URL ``http://127.0.0.1:PORT/``."""
+    """A static http server for ``directory`` on 127.0.0.1 (a free port); yields its base URL
+    ``http://127.0.0.1:PORT/``."""
     handler = type("Handler", (_QuietHandler,), {"extra_headers": dict(headers or {})})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(directory)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)

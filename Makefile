@@ -2,7 +2,8 @@ SHELL := /bin/bash
 # Two commands do all the set-up (see README.md):
 #   make book   execute the chapters on the embedded photos, then build the HTML book
 #   make test   library tests, then the notebooks checked with nbval
-# (make test also builds the HTML first, so the browser check in tests/test_book.py can look at it.)
+# (make test also builds the HTML first, with the live demo's assets, so the browser checks in tests/test_book.py
+#  and tests/test_live_demo.py can look at it.)
 # Both create .venv from the pinned requirements.txt the first time and reuse it afterwards.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -26,8 +27,16 @@ book: run-chapters html
 run-chapters: $(VENV)/.installed
 	$(PY) -m inpaintlib book run --profile $(PROFILE) $(if $(CHAPTERS),--chapters $(CHAPTERS))
 
-html: $(VENV)/.installed
+# The live demo's WebAssembly runtime (onnxruntime-web), pinned by package-lock.json; npm ci rewrites the stamp.
+node_modules/.package-lock.json: package.json package-lock.json
+	@command -v npm >/dev/null || { echo "error: npm not found: install Node.js and npm (e.g. apt-get install npm); the live demo page needs onnxruntime-web from npm" >&2; exit 1; }
+	npm ci --ignore-scripts --no-audit --no-fund
+
+# After the build: the live demo's assets (runtime, the fp16 ONNX export of data/runs/pconv-l1, photos, masks)
+# go into _build/html/_static/live-demo (python -m inpaintlib.live_demo).
+html: $(VENV)/.installed node_modules/.package-lock.json
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+	$(PY) -m inpaintlib.live_demo --site _build/html
 	@echo "Book built: _build/html/index.html"
 
 test: html test-lib test-book

@@ -17,6 +17,7 @@ COMMANDS = {
     "evaluate": ("inpaintlib.evaluate", "score models and classical methods by hole-ratio bucket"),
     "inpaint": ("inpaintlib.inference", "fill the holes of one picture with a trained model"),
     "book": ("inpaintlib.book", "execute the book's chapters with papermill"),
+    "export": ("inpaintlib.export", "export a run's model to ONNX (e.g. for the live demo in the HTML book)"),
 }
 
 

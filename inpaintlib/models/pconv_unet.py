@@ -202,7 +202,9 @@ class PConvUNet(nn.Module):
             raise ValueError(f"PConvUNet expects mask of shape (N, 1, {h}, {w}) (1 = valid, 0 = hole), got {shape}")
         # The 0/1 check runs once here rather than in each of the ~15 partial convs (one host sync
         # per layer on a GPU); inner layers receive masks that eq. (7) makes binary by construction.
-        check_binary(mask)
+        # Skipped while exporting (ONNX, torch.export): an exported graph cannot branch on the mask's values.
+        if not torch.compiler.is_exporting():
+            check_binary(mask)
         if mask.shape[0] != n:
             if mask.shape[0] != 1:
                 raise ValueError(f"mask batch size {mask.shape[0]} does not match image batch size {n} (or 1)")

@@ -1,0 +1,212 @@
+"""Build-time assets of the live inpainting demo page (``book/04_live_demo.md``), written into the built HTML.
+
+``python -m inpaintlib.live_demo --site _build/html`` runs after ``jupyter-book build`` (the Makefile's
+``html`` target) and writes ``_build/html/_static/live-demo/``:
+
+* the WebAssembly runtime of ``onnxruntime-web`` (installed by ``npm ci`` from the pinned
+  ``package-lock.json``): ``ort.wasm.min.js`` (a classic script defining ``ort``),
+  ``ort-wasm-simd-threaded.mjs`` and ``.wasm``, its licence;
+* the stored run ``data/runs/pconv-l1`` exported to ONNX with float16 weights (:mod:`inpaintlib.export`);
+* a handful of validation photos (``data/photos/val``) cut to 256x256 PNGs, and random irregular masks from
+  :func:`inpaintlib.masks.irregular_mask` (the training generator) as PNGs;
+* a static figure filled by PyTorch (:func:`inpaintlib.inference.inpaint`), shown where WebAssembly is missing;
+* ``*.js`` wrappers holding the same binaries as base64 (``assets.js``, ``*.wasm.js``, ``*.onnx.js``).
+
+Why the wrappers: a page opened from ``file://`` may load classic ``<script>`` files but may not ``fetch()``
+or ``import()`` files next to it, nor read back the pixels of a file image drawn into a canvas. The page uses
+the plain binaries when served over http(s) and the script wrappers from ``file://``; the bytes are the same.
+Nothing leaves the reader's machine either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from inpaintlib.paths import photos_dir, repo_root, stored_runs_dir
+
+__all__ = ["PHOTOS", "MASK_RATIOS", "SIZE", "MODEL_NAME", "build", "demo_photo", "cli"]
+
+SIZE = 256  #: side of the demo photos and masks (the run's training size)
+#: Validation photos offered in the demo (never trained on), from ``data/photos/val``.
+PHOTOS = [
+    "gcompris-monument-taj-mahal.jpg",
+    "gcompris-world-scarlet-macaw.jpg",
+    "opencv-fruits.jpg",
+    "palapeli-castle-maintenon.jpg",
+    "gcompris-farm-pig.jpg",
+    "tuxpaint-mossy-log.jpg",
+]
+#: Hole-ratio ranges of the random masks (one mask each, seeds 0, 1, ...).
+MASK_RATIOS = [(0.05, 0.1), (0.1, 0.2), (0.2, 0.3), (0.3, 0.4)]
+MODEL_NAME = "pconv-l1.fp16.onnx"
+_ORT_FILES = ["ort.wasm.min.js", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm"]
+
+
+def demo_photo(name: str) -> Image.Image:
+    """Validation photo ``name`` as the demo shows it: short side resized to 256 (Lanczos), centre crop 256x256."""
+    path = photos_dir() / "val" / name
+    if not path.is_file():
+        raise FileNotFoundError(f"demo photo {path} does not exist (see PHOTOS in inpaintlib/live_demo.py)")
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        scale = SIZE / min(image.size)
+        w, h = max(SIZE, round(image.width * scale)), max(SIZE, round(image.height * scale))
+        image = image.resize((w, h), Image.Resampling.LANCZOS)
+        left, top = (w - SIZE) // 2, (h - SIZE) // 2
+        return image.crop((left, top, left + SIZE, top + SIZE))
+
+
+def _credits() -> dict[str, tuple[str, str]]:
+    """(author, licence) of each validation photo, from the table in ``data/photos/SOURCES.md``."""
+    found = {}
+    for line in (photos_dir() / "SOURCES.md").read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        if len(cells) == 6 and cells[1] == "val":
+            found[cells[0]] = (cells[4], cells[5])
+    return found
+
+
+def _png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def _data_url(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def _write_photos(out: Path) -> list[dict]:
+    credits = _credits()
+    entries = []
+    for name in PHOTOS:
+        data = _png_bytes(demo_photo(name))
+        file = f"photos/{Path(name).stem}.png"
+        (out / file).write_bytes(data)
+        author, licence = credits.get(name, ("see data/photos/SOURCES.md", ""))
+        entries.append(
+            {"name": Path(name).stem, "file": file, "src": _data_url(data), "author": author, "licence": licence}
+        )
+    return entries
+
+
+def _write_masks(out: Path) -> list[dict]:
+    from inpaintlib.masks import hole_ratio, irregular_mask, save_mask_png
+
+    entries = []
+    for seed, (lo, hi) in enumerate(MASK_RATIOS):
+        mask = irregular_mask(SIZE, SIZE, hole_ratio=(lo, hi), generator=torch.Generator().manual_seed(seed))
+        file = f"masks/mask-{seed + 1}.png"
+        save_mask_png(mask, out / file)
+        ratio = float(hole_ratio(mask))
+        entries.append({"file": file, "src": _data_url((out / file).read_bytes()), "ratio": round(ratio, 3)})
+    return entries
+
+
+def _static_figure(out: Path, run: Path, photo: str, mask_file: Path) -> Path:
+    """Masked input | PyTorch's fill | original, side by side: what the page shows without WebAssembly."""
+    from inpaintlib.inference import inpaint
+    from inpaintlib.masks import load_mask_png
+
+    image = torch.from_numpy(np.asarray(demo_photo(photo), dtype=np.float32) / 255).permute(2, 0, 1)  # (3, H, W)
+    mask = load_mask_png(mask_file)  # (1, H, W), 1 = valid
+    filled = inpaint(run, image, mask)
+    holes = image * mask + torch.tensor([1.0, 0.0, 1.0]).view(3, 1, 1) * (1 - mask)  # holes in magenta
+    gap = torch.ones(3, SIZE, 8)
+    row = torch.cat([holes, gap, filled, gap, image], dim=2)
+    pixels = (row.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    path = out / "static-fill.png"
+    Image.fromarray(np.ascontiguousarray(pixels)).save(path)
+    return path
+
+
+def _script_wrapper(path: Path, variable: str, payload: dict) -> None:
+    """A classic script that stores ``payload`` (JSON) under ``window.LIVE_DEMO[variable]``."""
+    text = "window.LIVE_DEMO = window.LIVE_DEMO || {};\n"
+    text += f"window.LIVE_DEMO[{json.dumps(variable)}] = {json.dumps(payload)};\n"
+    path.write_text(text, encoding="ascii")
+
+
+def _copy_runtime(out: Path, node_modules: Path) -> None:
+    dist = node_modules / "onnxruntime-web" / "dist"
+    if not dist.is_dir():
+        raise FileNotFoundError(f"{dist} is missing: run `npm ci` in {repo_root()} first (see package.json)")
+    for name in _ORT_FILES:
+        shutil.copy2(dist / name, out / name)
+    meta = json.loads((dist.parent / "package.json").read_text())
+    version = meta["version"]
+    (out / "onnxruntime-web.LICENSE.txt").write_text(
+        f"ONNX Runtime Web v{version} (npm package onnxruntime-web), Copyright (c) Microsoft Corporation.\n"
+        f"Licensed under the {meta.get('license', 'MIT')} License: https://github.com/microsoft/onnxruntime\n",
+        encoding="utf-8",
+    )
+    _script_wrapper(
+        out / "ort-wasm-simd-threaded.wasm.js",
+        "runtime",
+        {
+            "version": version,
+            "wasm": base64.b64encode((dist / "ort-wasm-simd-threaded.wasm").read_bytes()).decode("ascii"),
+            "mjs": (dist / "ort-wasm-simd-threaded.mjs").read_text(encoding="utf-8"),
+        },
+    )
+
+
+def _export_model(out: Path, run: Path) -> dict:
+    from inpaintlib.export import export_onnx
+    from inpaintlib.rundir import load_model
+
+    model_path = out / MODEL_NAME
+    weights = run / "weights.pt"
+    if not model_path.is_file() or model_path.stat().st_mtime < weights.stat().st_mtime:
+        export_onnx(run, model_path, fp16=True)
+    data = model_path.read_bytes()
+    _script_wrapper(out / f"{MODEL_NAME}.js", "model", {"onnx": base64.b64encode(data).decode("ascii")})
+    model = load_model(run)
+    return {"file": MODEL_NAME, "bytes": len(data), "multiple": model.multiple, "run": f"data/runs/{run.name}"}
+
+
+def build(site: str | Path, run: str | Path | None = None, node_modules: str | Path | None = None) -> Path:
+    """Write the demo's assets into ``site/_static/live-demo`` (``site`` = the built HTML); returns that folder."""
+    site = Path(site)
+    if not (site / "index.html").is_file():
+        raise FileNotFoundError(f"{site} holds no index.html: build the book first (jupyter-book build .)")
+    run = Path(run) if run is not None else stored_runs_dir() / "pconv-l1"
+    out = site / "_static" / "live-demo"
+    for sub in ("photos", "masks"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    _copy_runtime(out, Path(node_modules) if node_modules is not None else repo_root() / "node_modules")
+    model = _export_model(out, run)
+    photos, masks = _write_photos(out), _write_masks(out)
+    figure = _static_figure(out, run, PHOTOS[0], out / masks[1]["file"])
+    manifest = {"size": SIZE, "model": model, "photos": photos, "masks": masks, "static_figure": figure.name}
+    _script_wrapper(out / "assets.js", "assets", manifest)
+    return out
+
+
+def cli(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m inpaintlib.live_demo", description=__doc__.split("\n\n")[0])
+    p.add_argument("--site", default="_build/html", help="the built HTML book (default: _build/html)")
+    p.add_argument("--run", default=None, help="run directory to export (default: data/runs/pconv-l1)")
+    args = p.parse_args(argv)
+    try:
+        out = build(args.site, args.run)
+    except (FileNotFoundError, ValueError, ImportError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    print(f"live demo assets: {out} ({size / 1e6:.0f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -44,6 +44,9 @@ import numpy as np
 import torch
 
 from inpaintlib import classical, data, inference, masks
+from inpaintlib.cliname import program
+from inpaintlib.device import resolve_device
+from inpaintlib.hub import resolve_checkpoint
 from inpaintlib.masks import composite
 from inpaintlib.metrics import METRICS, PSNR_MAX_DB, l1_hole, lpips_available, psnr, score, ssim, torch_threads
 from inpaintlib.metrics import lpips_scorer as _lpips_scorer
@@ -451,7 +454,7 @@ def evaluate(
 
     notes: list[str] = []
     lpips_fn = None
-    ok, note = lpips_available()
+    ok, note = lpips_available(download=lpips)
     if lpips is None:
         lpips = ok
     if lpips and not ok:
@@ -818,11 +821,12 @@ def plot_examples(examples: Sequence[Example], path: str | Path | None = None, m
 # ------------------------------------------------------------------------------------------------------- CLI
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m inpaintlib evaluate",
+        prog=f"{program()} evaluate",
         description="Score a trained model next to classical inpainting on the same image/mask pairs, "
         "by hole-ratio bucket; writes metrics.csv, summary.csv, summary.md and two PNG figures.",
     )
-    p.add_argument("--checkpoint", help="run directory or weights file (needed for the pconv and ce methods)")
+    p.add_argument("--checkpoint", help="run directory, weights file or stored run name such as pconv-l1 "
+                   "(needed for the pconv and ce methods)")
     p.add_argument("--images", required=True, help="folder of photos (centre-cropped to --size)")
     p.add_argument("--masks", help="folder of mask PNGs named like the images (255 = valid, 0 = hole); "
                    "default: the library's fixed bucketed masks")
@@ -838,7 +842,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--examples-per-bucket", type=int, default=1, help="rows per bucket in examples.png")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--device", default="cpu", help="device for model methods (default cpu)")
+    p.add_argument("--device", default="auto", help="device for model methods: auto (default), cpu, cuda or mps")
+    p.add_argument("--lpips", action="store_true", help="add LPIPS (AlexNet); downloads its weights into TORCH_HOME "
+                   "when they are not cached (offline: pre-fill TORCH_HOME)")
     p.add_argument("--ensemble", type=int, default=1, choices=inference.ENSEMBLE_SIZES,
                    help="model methods: average the predictions for 1 (default), 2, 4 or 8 mirrored copies of the input")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -849,6 +855,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
     """``python -m inpaintlib evaluate ...``; returns the exit status (0 ok, 2 bad input)."""
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
+        args.checkpoint, args.device = resolve_checkpoint(args.checkpoint), str(resolve_device(args.device))
         if args.methods is None:
             names = list(CLASSICAL_METHODS)
             if args.checkpoint is not None:
@@ -866,7 +873,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
             invert_masks=args.invert_masks, progress=not args.quiet, limit=args.limit,
             checkpoint=args.checkpoint, device=args.device, center_masks=args.center_masks,
             masks_per_image=args.masks_per_image, examples_per_bucket=args.examples_per_bucket,
-            ensemble=args.ensemble,
+            ensemble=args.ensemble, lpips=True if args.lpips else None,
         )
     except (ValueError, FileNotFoundError) as err:
         print(f"evaluate: error: {err}", file=sys.stderr)

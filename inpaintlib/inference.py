@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from inpaintlib.cliname import program
+from inpaintlib.hub import resolve_checkpoint
 from inpaintlib.masks import composite
 from inpaintlib.masks import center_patch_slice, validate_mask
 from inpaintlib.rundir import load_model
@@ -150,16 +153,17 @@ def inpaint(model: nn.Module | str | Path, image: Tensor, mask: Tensor, ensemble
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m inpaintlib inpaint",
+        prog=f"{program()} inpaint",
         description="Fill the holes of one picture with a trained model and write the composite "
         "(known pixels unchanged, the model's prediction in the hole).",
     )
-    p.add_argument("--checkpoint", required=True, help="a run directory (uses weights.pt) or a weights.pt file")
+    p.add_argument("--checkpoint", required=True, help="a run directory (uses weights.pt), a weights.pt file, or the "
+                   "name of a stored run (ce, pconv, pconv-l1; downloaded and cached outside a checkout)")
     p.add_argument("--image", required=True, help="the picture to complete (any format Pillow reads)")
     p.add_argument("--mask", required=True, help="black-and-white PNG of the same size: white = keep, black = hole")
     p.add_argument("--out", required=True, help="where to write the completed picture (PNG recommended)")
     p.add_argument("--invert-mask", action="store_true", help="the mask file is white = hole, black = keep")
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto")
+    p.add_argument("--device", default="auto", help="auto (default: cuda, then mps, then cpu), cpu, cuda or mps")
     p.add_argument("--ensemble", type=int, default=1, choices=ENSEMBLE_SIZES,
                    help="average the predictions for 1 (default), 2, 4 or 8 mirrored copies of the input")
     return p
@@ -174,8 +178,9 @@ def cli(argv: list[str] | None = None) -> int:
     from inpaintlib.device import resolve_device
 
     args = _parser().parse_args(argv)
+    start = time.perf_counter()
     try:
-        model = load_model(args.checkpoint, device=resolve_device(args.device))
+        model = load_model(resolve_checkpoint(args.checkpoint), device=resolve_device(args.device))
         image = load_image(args.image)  # (3, H, W)
         mask = load_mask_png(args.mask, size=tuple(image.shape[-2:]), invert=args.invert_mask)
         if bool(mask.all()):
@@ -189,4 +194,6 @@ def cli(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    hole = 100 * float((mask == 0).float().mean())
+    print(f"{out}: {array.shape[1]}x{array.shape[0]}, {hole:.1f} % hole, {time.perf_counter() - start:.1f} s")
     return 0

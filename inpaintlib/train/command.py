@@ -9,13 +9,15 @@ import os
 import shlex
 import sys
 
+from ..cliname import program
+from ..hub import resolve_checkpoint
 from .config import CONFIGS, PROFILES, make_config
 from .loop import resume_config, train
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m inpaintlib train",
+        prog=f"{program()} train",
         description="Train a Context Encoder (ce) or a PConv U-Net (pconv) and write a run directory "
         "(config.json, history.csv, samples/, metrics.json, checkpoint.pt, weights.pt, RUN.md). "
         "Settings not given come from --profile; with --resume, from the settings the run ended with. "
@@ -36,7 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-d", type=float, help="ce only: discriminator learning rate (default 1e-4)")
     p.add_argument("--width", type=int, help="channels of the first layer (64 in the report)")
     p.add_argument("--bottleneck", type=int, help="ce only: channels of the bottleneck (4000 in the report)")
-    p.add_argument("--init-from", help="start the model from another run's weights (run directory or weights.pt)")
+    p.add_argument("--init-from", help="start the model from another run's weights (run directory, weights.pt or "
+                   "a stored run name such as pconv)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint.pt, or from its weights.pt (Adam restarts) "
                    "where no checkpoint was kept; may change step counts and learning rates")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
@@ -118,6 +121,8 @@ def cli(argv: list[str] | None = None) -> int:
     launcher = f"torchrun --nproc_per_node={world} -m inpaintlib" if world > 1 else "python -m inpaintlib"
     command = " ".join([launcher, "train", *map(shlex.quote, argv)])
     try:
+        if "init_from" in overrides:
+            overrides["init_from"] = str(resolve_checkpoint(overrides["init_from"]))
         if args.resume:
             config = resume_config(args.out, **overrides)
             if config.kind != args.kind:

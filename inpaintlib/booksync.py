@@ -5,7 +5,8 @@ from ``_config.yml`` and writes, from them only:
 
 * in every chapter, the "Open in Colab" badge line (found by its text ``[![Open in Colab]``) and the Colab
   setup cell (found by its tag ``colab-setup``; inserted after the badge's cell when missing);
-* the README's image links, as absolute raw-file URLs (so they also show on a package index page);
+* the README's image links, as absolute raw-file URLs (so they also show on a package index page), and its
+  ``pip install "inpaintlib @ git+URL@REF"`` line;
 * the ``[project.urls]`` table of ``pyproject.toml``;
 * ``inpaintlib/stored_runs.json``: the address and ref, and the sha256 of each stored run's files in
   ``data/runs`` (what :func:`inpaintlib.hub.pretrained` downloads and checks outside a checkout).
@@ -45,6 +46,7 @@ _GITHUB = re.compile(r"https://github\.com/([\w.-]+)/([\w.-]+?)(?:\.git)?/?")
 _BADGE = re.compile(r"^\[!\[Open in Colab\]\([^)]*\)\]\([^)]*\)$", re.M)
 _README_IMAGE = re.compile(r"(!\[[^\]]*\]\()(?:https://raw\.githubusercontent\.com/[^/)\s]+/[^/)\s]+/[^/)\s]+/)?"
                            r"((?:data|book)/[^)\s]+\))")
+_README_PIP = re.compile(r"git\+https://github\.com/[\w.-]+/[\w.-]+@[\w./-]*[\w-]")
 _URLS_TABLE = re.compile(r"(?ms)^\[project\.urls\]\n.*?(?=^\[|\Z)")
 # Repository addresses on the hosts the book links to (GitHub, its raw files, Colab's GitHub loader, Binder).
 _ADDRESS = re.compile(r"(?:github\.com|raw\.githubusercontent\.com|colab\.research\.google\.com/github)/"
@@ -140,6 +142,7 @@ def _sync_notebook(path: Path, url: str, ref: str, write: bool = True) -> bool:
 
 
 def _readme(text: str, url: str, ref: str) -> str:
+    text = _README_PIP.sub(lambda _: f"git+{url}@{ref}", text)
     return _README_IMAGE.sub(lambda m: f"{m[1]}{raw_url(url, ref)}/{m[2]}", text)
 
 

@@ -82,7 +82,7 @@ def test_sync_adds_a_missing_badge_and_setup_cell(tmp_path):
     (tmp_path / "data" / "runs").mkdir(parents=True)
     (tmp_path / "inpaintlib").mkdir()
     (tmp_path / "_config.yml").write_text("repository:\n  url: https://github.com/a/b\n  branch: main\n")
-    (tmp_path / "README.md").write_text("![x](data/runs/r/x.png)\n")
+    (tmp_path / "README.md").write_text("![x](data/runs/r/x.png)\n`pip install \"inpaintlib @ git+https://github.com/o/r@v1.2\"`\n")
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n\n[project.optional-dependencies]\n')
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Title"), nbformat.v4.new_code_cell("1")])
     nbformat.write(nb, tmp_path / "book" / "07_new.ipynb")
@@ -91,7 +91,8 @@ def test_sync_adds_a_missing_badge_and_setup_cell(tmp_path):
     assert [c.cell_type for c in nb.cells] == ["markdown", "code", "code"]
     assert nb.cells[0].source.startswith("# Title\n\n[![Open in Colab](_static/colab-badge.svg)](https://colab.")
     assert nb.cells[1].metadata.tags == ["hide-cell", "colab-setup"] and nb.cells[2].source == "1"
-    assert (tmp_path / "README.md").read_text() == "![x](https://raw.githubusercontent.com/a/b/main/data/runs/r/x.png)\n"
+    assert (tmp_path / "README.md").read_text() == ("![x](https://raw.githubusercontent.com/a/b/main/data/runs/r/x.png)\n"
+                                                   '`pip install "inpaintlib @ git+https://github.com/a/b@main"`\n')
     assert tomllib.loads((tmp_path / "pyproject.toml").read_text())["project"]["urls"]["Repository"] == \
         "https://github.com/a/b"
     assert booksync.sync(tmp_path) == []

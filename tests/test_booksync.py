@@ -113,3 +113,16 @@ def test_sync_check_reports_without_writing(tmp_path, capsys, monkeypatch):
     assert (tmp_path / "README.md").read_text() == "![x](data/x.png)\n"
     assert "out of date: README.md" in capsys.readouterr().out
     assert book.cli(["sync"]) == 0 and book.cli(["sync", "--check"]) == 0
+
+
+def test_the_setup_cell_does_nothing_outside_colab(tmp_path, monkeypatch):
+    import os
+    import sys
+
+    url, ref = booksync.read_repository(ROOT)
+    source = booksync.setup_cell_source(url, ref, "02_partial_convolution")
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    monkeypatch.chdir(tmp_path)
+    path_before = list(sys.path)
+    exec(compile(source, "setup-cell", "exec"), {})
+    assert os.getcwd() == str(tmp_path) and sys.path == path_before and list(tmp_path.iterdir()) == []

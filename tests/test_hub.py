@@ -156,3 +156,14 @@ def test_inpaint_cli_takes_a_stored_run_name(site, tmp_path, capsys):
     line = capsys.readouterr().out.strip()
     assert "\n" not in line and line.startswith(f"{tmp_path / 'out.png'}: 96x64, 11.7 % hole, ") and line.endswith(" s")
     assert Image.open(tmp_path / "out.png").size == (96, 64)
+
+
+def test_train_and_evaluate_clis_resolve_names_too(tmp_path, capsys):
+    from inpaintlib import evaluate
+    from inpaintlib.train import cli as train_cli
+
+    assert train_cli(["pconv", "--out", str(tmp_path / "run"), "--init-from", "nope", "--quiet"]) == 2
+    assert "nope is neither a run directory" in capsys.readouterr().err
+    assert evaluate.cli(["--checkpoint", "nope", "--images", str(tmp_path), "--out", str(tmp_path / "e")]) == 2
+    assert "nope is neither a run directory" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -7,9 +7,14 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    # ``inpaintlib.inpaint(model, image, mask)`` without importing torch-heavy modules at package import.
+    # ``inpaintlib.inpaint(model, image, mask)`` without importing torch-heavy modules at package import;
+    # ``inpaintlib.pretrained("pconv-l1")``: the run directory of a stored run (``hub.pretrained``).
     if name == "inpaint":
         from .inference import inpaint  # imported on first use: `import inpaintlib` (and --help) stay light
 
         return inpaint
+    if name == "pretrained":
+        from .hub import pretrained
+
+        return pretrained
     raise AttributeError(f"module 'inpaintlib' has no attribute {name!r}")

@@ -10,6 +10,9 @@ temp folder, home directories and other common roots), which would make the comm
 on the machine that ran them.
 
 ``python -m inpaintlib book clean FILE...`` applies only the cleaning step.
+
+``python -m inpaintlib book sync [--check]`` regenerates the Colab badges and setup cells, the README's
+image URLs, ``project.urls`` and the pinned table of stored runs from ``_config.yml`` (:mod:`inpaintlib.booksync`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 
 import nbformat
 
+from inpaintlib.cliname import program
 from inpaintlib.errors import exits_cleanly
 from inpaintlib.paths import book_dir
 
@@ -250,7 +254,7 @@ def run_chapter(
 @exits_cleanly
 def cli(argv: list[str] | None = None) -> int:
     """``python -m inpaintlib book {run,clean}``; returns the process exit status."""
-    parser = argparse.ArgumentParser(prog="python -m inpaintlib book", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=f"{program()} book", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute chapters in place with papermill, then clean them")
     run.add_argument("--profile", choices=PROFILES, default="cpu", help="training profile (default: cpu)")
@@ -261,7 +265,17 @@ def cli(argv: list[str] | None = None) -> int:
     run.add_argument("--log-output", action="store_true", help="echo the notebooks' output while running")
     clean = sub.add_parser("clean", help="strip papermill metadata and timings from notebooks")
     clean.add_argument("files", nargs="+", type=Path)
+    sync = sub.add_parser("sync", help="regenerate every link to the repository from _config.yml (booksync)")
+    sync.add_argument("--check", action="store_true", help="write nothing; exit 1 when a file is out of date")
     args = parser.parse_args(argv)
+
+    if args.command == "sync":
+        from inpaintlib.booksync import sync as sync_files  # reads YAML; only this subcommand needs it
+
+        changed = sync_files(book_dir().parent, check=args.check)
+        for path in changed:
+            print(f"{'out of date' if args.check else 'wrote'}: {path.relative_to(book_dir().parent)}")
+        return 1 if args.check and changed else 0
 
     if args.command == "clean":
         status = 0

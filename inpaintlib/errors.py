@@ -47,8 +47,8 @@ def message(error: BaseException) -> str:
 
 
 def exits_cleanly(cli: Callable[..., int]) -> Callable[..., int]:
-    """Decorate a subcommand's ``cli(argv) -> int``: user errors print ``error: ...`` and return 2, a
-    Ctrl-C returns 130, and a closed pipe (``... | head``) ends quietly; bugs propagate."""
+    """Decorate a subcommand's ``cli(argv) -> int``: user errors print ``error: ...`` and return 2 and a
+    Ctrl-C returns 130; bugs propagate (a closed pipe is handled by ``__main__``)."""
 
     @functools.wraps(cli)
     def wrapper(*args, **kwargs) -> int:
@@ -57,9 +57,6 @@ def exits_cleanly(cli: Callable[..., int]) -> Callable[..., int]:
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130
-        except BrokenPipeError:
-            _silence_stdout()
-            return 0
         except Exception as error:  # user errors are reported in one line, bugs re-raised
             if not is_user_error(error) or debug_enabled():
                 raise
@@ -67,12 +64,3 @@ def exits_cleanly(cli: Callable[..., int]) -> Callable[..., int]:
             return 2
 
     return wrapper
-
-
-def _silence_stdout() -> None:
-    """After a broken pipe, point stdout at /dev/null so the interpreter's final flush stays quiet."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass

@@ -8,9 +8,8 @@ only (report §3.2.2, x_comp). Scores are grouped by the fraction of hole pixels
 0.01-0.1 ... 0.5-0.6 that Liu et al. [4] use for their evaluation.
 
 Metrics (:mod:`inpaintlib.metrics`, the same functions training's ``metrics.json`` uses): PSNR in dB
-(clamped to 100 dB), SSIM, L1 over the hole x100, and LPIPS only when the AlexNet backbone weights are
-already in the local torch hub cache; FID is not computed (it needs thousands of images and Inception
-weights). The pairs come from :mod:`inpaintlib.pairs`; the tables and their files from
+(clamped to 100 dB), SSIM, L1 over the hole x100, and LPIPS when its AlexNet weights are cached (``--lpips``
+downloads them); FID is not computed (it needs thousands of images and Inception weights). The pairs come from :mod:`inpaintlib.pairs`; the tables and their files from
 :mod:`inpaintlib.results`; the figures from :mod:`inpaintlib.plots`.
 
 Command line::
@@ -25,6 +24,7 @@ import contextlib
 import json
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,12 +34,16 @@ import torch
 from tqdm.auto import tqdm
 
 from inpaintlib import inference, masks
-from inpaintlib.masks import composite
+from inpaintlib.cliname import program
+from inpaintlib.device import resolve_device
+from inpaintlib.errors import exits_cleanly
+from inpaintlib.hub import resolve_checkpoint
 from inpaintlib.inpainters import CLASSICAL_METHODS, METHOD_NAMES, Method, load_checkpoint, model_method, resolve_methods
+from inpaintlib.masks import composite
 from inpaintlib.metrics import lpips_available, lpips_scorer, score_batch, torch_threads
-from inpaintlib.pairs import Pair, center_hole_size, list_images, pairs
+from inpaintlib.pairs import Pair, center_hole_size, large_hole_notes, list_images, pairs
 from inpaintlib.plots import plot_method_comparison, plot_metric_by_bucket
-from inpaintlib.results import summarize, summary_markdown, write_metrics_csv, write_summary
+from inpaintlib.results import check_output_folder, summarize, summary_markdown, write_metrics_csv, write_summary
 
 __all__ = ["Example", "Evaluation", "evaluate", "write_outputs", "cli"]
 
@@ -118,7 +122,7 @@ class _ExamplePicker:
 
 def _metric_notes(lpips: bool | None, device: str | torch.device, ensemble: int) -> tuple[list[str], Callable | None]:
     """The notes on metrics left out (or how models were run) and the LPIPS scorer when it is used."""
-    ok, note = lpips_available()
+    ok, note = lpips_available(download=lpips)
     if lpips is None:
         lpips = ok
     if lpips and not ok:
@@ -231,6 +235,7 @@ def evaluate(
     examples_per_bucket: int = 1,
     lpips: bool | None = None,
     ensemble: int = 1,
+    overwrite: bool = False,
 ) -> Evaluation:
     """Run every method on the same image/mask pairs and score the composites by hole-ratio bucket.
 
@@ -248,10 +253,13 @@ def evaluate(
     objects, or a mapping name -> callable; ``ensemble`` (1, 2, 4, 8) averages the models' predictions over
     that many mirrored copies of the input (``inference.inpaint``). ``lpips=None`` adds LPIPS when its
     weights are cached locally. When ``out_dir`` is given, :func:`write_outputs` writes the tables, the
-    figures and the settings there.
+    figures and the settings there; a folder that already holds files is refused unless ``overwrite``.
+    Pairs whose hole is beyond the training range (over 60 %, often an inverted mask) are listed in the notes.
     """
     size = int(size)
     per_image = _check_settings(size, limit, masks_dir, center_masks, masks_per_image)
+    if out_dir is not None and not overwrite:
+        check_output_folder(out_dir)
     skipped: list[tuple[str, str]] = []
     root, files = list_images(images_dir, size, skipped)
     files = files[: None if limit is None else int(limit)]
@@ -274,6 +282,7 @@ def evaluate(
     if not rows:
         reasons = "; ".join(f"{n}: {r}" for n, r in skipped[:5]) or "none"
         raise ValueError(f"no valid image/mask pairs in {images_dir} (first reasons: {reasons})")
+    notes += large_hole_notes(rows)
     result = Evaluation(rows, summarize(rows), skipped, notes, picker.chosen(), [m.name for m in method_list])
     if out_dir is not None:
         settings = {
@@ -321,11 +330,12 @@ def write_outputs(result: Evaluation, out_dir: str | Path, settings: Mapping) ->
 # ------------------------------------------------------------------------------------------------------- CLI
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m inpaintlib evaluate",
+        prog=f"{program()} evaluate",
         description="Score a trained model next to classical inpainting on the same image/mask pairs, "
         "by hole-ratio bucket; writes metrics.csv, summary.csv, summary.md and two PNG figures.",
     )
-    p.add_argument("--checkpoint", help="run directory or weights file (needed for the pconv and ce methods)")
+    p.add_argument("--checkpoint", help="run directory, weights file or stored run name such as pconv-l1 "
+                   "(needed for the pconv and ce methods)")
     p.add_argument("--images", required=True, help="folder of photos (centre-cropped to --size)")
     p.add_argument("--masks", help="folder of mask PNGs named like the images (255 = valid, 0 = hole); "
                    "default: the library's fixed bucketed masks")
@@ -341,36 +351,41 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--examples-per-bucket", type=int, default=1, help="rows per bucket in examples.png")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--device", default="cpu", help="device for model methods (default cpu)")
+    p.add_argument("--overwrite", action="store_true", help="write into an --out folder that already holds files")
+    p.add_argument("--device", default="auto", help="device for model methods: auto (default), cpu, cuda or mps")
+    p.add_argument("--lpips", action="store_true", help="add LPIPS (AlexNet); downloads its weights into TORCH_HOME "
+                   "when they are not cached (offline: pre-fill TORCH_HOME)")
     p.add_argument("--ensemble", type=int, default=1, choices=inference.ENSEMBLE_SIZES,
                    help="model methods: average the predictions for 1 (default), 2, 4 or 8 mirrored copies of the input")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
+@exits_cleanly
 def cli(argv: Sequence[str] | None = None) -> int:
     """``python -m inpaintlib evaluate ...``; returns the exit status (0 ok, 2 bad input)."""
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    try:
-        if args.methods is None:
-            names = list(CLASSICAL_METHODS)
-            if args.checkpoint is not None:
-                model = load_checkpoint(args.checkpoint, args.device)
-                methods: list[str | Method] = [model_method(model, device=args.device, ensemble=args.ensemble), *names]
-            else:
-                methods = names
+    if not args.overwrite:
+        check_output_folder(args.out)  # before any work
+    args.checkpoint, args.device = resolve_checkpoint(args.checkpoint), str(resolve_device(args.device))
+    if args.methods is None:
+        names = list(CLASSICAL_METHODS)
+        if args.checkpoint is not None:
+            model = load_checkpoint(args.checkpoint, args.device)
+            methods: list[str | Method] = [model_method(model, device=args.device, ensemble=args.ensemble), *names]
         else:
-            methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+            methods = names
+    else:
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the large-hole warning is printed as a note below
         result = evaluate(
             args.images, methods, masks_dir=args.masks, size=args.size, out_dir=args.out,
             invert_masks=args.invert_masks, progress=not args.quiet, limit=args.limit,
             checkpoint=args.checkpoint, device=args.device, center_masks=args.center_masks,
             masks_per_image=args.masks_per_image, examples_per_bucket=args.examples_per_bucket,
-            ensemble=args.ensemble,
+            ensemble=args.ensemble, lpips=True if args.lpips else None, overwrite=args.overwrite,
         )
-    except (ValueError, FileNotFoundError) as err:
-        print(f"evaluate: error: {err}", file=sys.stderr)
-        return 2
     print(summary_markdown(result.summary))
     for name, reason in result.skipped:
         print(f"skipped {name}: {reason}")

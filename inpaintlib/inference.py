@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import time
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +26,11 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
+from inpaintlib.cliname import program
 from inpaintlib.data import load_image
 from inpaintlib.device import resolve_device
 from inpaintlib.errors import exits_cleanly
+from inpaintlib.hub import resolve_checkpoint
 from inpaintlib.masks import center_patch_slice, composite, hole_ratio, load_mask_png, validate_mask
 from inpaintlib.models import ContextEncoder, PConvUNet
 from inpaintlib.rundir import atomic_write, load_model
@@ -158,19 +161,20 @@ def inpaint(model: nn.Module | str | Path, image: Tensor, mask: Tensor, ensemble
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m inpaintlib inpaint",
+        prog=f"{program()} inpaint",
         description="Fill the holes of one picture with a trained model and write the composite "
         "(known pixels unchanged, the model's prediction in the hole). Mask convention: white = keep "
         "(valid), black = hole; masks from OpenCV, LaMa or diffusers (white = hole) need --invert-mask.",
     )
-    p.add_argument("--checkpoint", required=True, help="a run directory (uses weights.pt) or a weights.pt file")
+    p.add_argument("--checkpoint", required=True, help="a run directory (uses weights.pt), a weights.pt file, or the "
+                   "name of a stored run (ce, pconv, pconv-l1; downloaded and cached outside a checkout)")
     p.add_argument("--image", required=True, help="the picture to complete (any format Pillow reads)")
     p.add_argument("--mask", required=True, help="black-and-white PNG of the same size: white = keep, black = hole")
     p.add_argument("--out", required=True, help="where to write the completed picture (PNG recommended)")
     p.add_argument("--invert-mask", action="store_true", help="the mask file is white = hole, black = keep")
     p.add_argument("--allow-large-holes", action="store_true",
                    help=f"fill holes larger than the training range ({MAX_TRAINED_HOLE:.0%} of the picture) anyway")
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto")
+    p.add_argument("--device", default="auto", help="auto (default: cuda, then mps, then cpu), cpu, cuda or mps")
     p.add_argument("--ensemble", type=int, default=1, choices=ENSEMBLE_SIZES,
                    help="average the predictions for 1 (default), 2, 4 or 8 mirrored copies of the input")
     return p
@@ -203,16 +207,18 @@ def check_cli_mask(mask: Tensor, name: str, allow_large: bool) -> float:
 def cli(argv: list[str] | None = None) -> int:
     """``python -m inpaintlib inpaint ...`` (see ``--help``); returns the exit status."""
     args = _parser().parse_args(argv)
+    start = time.perf_counter()
     out = Path(args.out)
     if out.parent and not out.parent.is_dir():
         raise FileNotFoundError(f"output folder {out.parent} does not exist")
-    model = load_model(args.checkpoint, device=resolve_device(args.device))
+    model = load_model(resolve_checkpoint(args.checkpoint), device=resolve_device(args.device))
     image = load_image(args.image)  # (3, H, W)
     mask = load_mask_png(args.mask, size=tuple(image.shape[-2:]), invert=args.invert_mask)
-    check_cli_mask(mask, args.mask, args.allow_large_holes)
+    ratio = check_cli_mask(mask, args.mask, args.allow_large_holes)
     result = inpaint(model, image, mask, ensemble=args.ensemble)
     array = (result.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(array)).save(buf, format=Image.registered_extensions().get(out.suffix.lower(), "PNG"))
     atomic_write(out, lambda f: f.write(buf.getvalue()))
+    print(f"{out}: {array.shape[1]}x{array.shape[0]}, {100 * ratio:.1f} % hole, {time.perf_counter() - start:.1f} s")
     return 0

@@ -14,6 +14,7 @@ Images are float tensors in [0, 1]; masks use the library's polarity (1 = valid,
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -125,11 +126,15 @@ def score_batch(comps: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -
         return {"psnr": psnr(comps, targets), "ssim": ssim(comps, targets), "l1_hole": l1_hole(comps, targets, masks_)}
 
 
-def lpips_available() -> tuple[bool, str]:
-    """Whether LPIPS can run offline: torchmetrics' linear layers plus AlexNet weights in the torch hub cache.
+def lpips_available(download: bool | None = None) -> tuple[bool, str]:
+    """Whether LPIPS can run: torchmetrics' linear layers plus torchvision's AlexNet weights in the torch hub cache.
 
-    Returns ``(available, note)``; nothing is ever downloaded.
+    The weights are downloaded into the cache (``$TORCH_HOME/hub/checkpoints``) only when ``download`` is
+    True (``evaluate --lpips``), or when it is None and ``INPAINTLIB_LPIPS=download`` (set by the Colab setup).
+    Returns ``(available, note)``; the note says what to pre-fill when the download is impossible.
     """
+    if download is None:
+        download = os.environ.get("INPAINTLIB_LPIPS") == "download"
     try:
         import torchvision  # only to name the AlexNet weights file: LPIPS is opt-in
 
@@ -137,8 +142,17 @@ def lpips_available() -> tuple[bool, str]:
     except Exception as err:  # pragma: no cover - torchvision is a dependency
         return False, f"LPIPS skipped: torchvision AlexNet weights unknown ({err})"
     cached = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+    if not cached.is_file() and download:
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(url, str(cached), progress=False)  # atomic: temp file, then rename
+        except Exception as err:
+            return False, (f"LPIPS needs torchvision's AlexNet weights, which could not be downloaded from {url} "
+                           f"({type(err).__name__}: {err}). Offline, copy that file to {cached} (set TORCH_HOME to "
+                           "choose the folder; the file goes in $TORCH_HOME/hub/checkpoints/)")
     if not cached.is_file():
-        return False, f"LPIPS skipped: AlexNet weights ({cached.name}) not in the torch hub cache (no downloads are made)"
+        return False, (f"LPIPS skipped: AlexNet weights ({cached.name}) not in the torch hub cache; "
+                       "`evaluate --lpips` downloads them")
     return True, f"LPIPS (AlexNet, torchmetrics) computed with the cached weights {cached.name}"
 
 

@@ -15,7 +15,7 @@ Bad images and masks are skipped *by name* with the reason, never resized or rep
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,3 +143,15 @@ def pairs(
             yield None
             continue
         yield Pair(name, mask_name, image, found)
+
+
+def large_hole_notes(rows: Sequence[Mapping]) -> list[str]:
+    """A warning (and a note) listing the pairs whose hole exceeds the training range: often inverted masks."""
+    large = sorted({f"{r['file']} + {r['mask']} ({r['hole_ratio']:.0%})" for r in rows if r["hole_ratio"] > 0.6})
+    if not large:
+        return []
+    text = (f"{len(large)} pair(s) have holes over 60 % of the image, beyond the training range -- inverted masks? "
+            "(here 255 = valid; masks with 255 = hole need --invert-masks): " + "; ".join(large[:10])
+            + (" ..." if len(large) > 10 else ""))
+    warnings.warn(text, UserWarning, stacklevel=3)
+    return [text]

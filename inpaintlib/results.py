@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from inpaintlib.masks import bucket_sort_key
 from inpaintlib.inpainters import LABELS
+from inpaintlib.masks import bucket_sort_key
 from inpaintlib.metrics import METRICS
 
 __all__ = [
@@ -212,3 +212,15 @@ def write_summary(
     _write_table(summary, list(summary[0].keys()) if summary else ["method", "bucket", "n"], csv_path)
     md_path.write_text(summary_markdown(summary, notes, skipped))
     return csv_path, md_path
+
+
+def check_output_folder(out_dir: str | Path) -> None:
+    """Refuse an output folder that already holds files (they would be overwritten)."""
+    out = Path(out_dir)
+    if out.is_file():
+        raise ValueError(f"--out {out} is a file, not a folder")
+    entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if entries:
+        shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+        raise ValueError(f"{out} already holds files ({shown}); choose an empty folder, or pass --overwrite "
+                         "(overwrite=True) to replace what an earlier evaluation wrote there")

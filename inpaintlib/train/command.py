@@ -17,8 +17,10 @@ from dataclasses import Field, fields
 from pathlib import Path
 from typing import Any
 
+from inpaintlib.cliname import program
 from inpaintlib.device import fast_cuda_flags
 from inpaintlib.errors import exits_cleanly
+from inpaintlib.hub import resolve_checkpoint
 from inpaintlib.rundir import writer_lock
 
 from .config import CONFIGS, PROFILES, TrainConfig, make_config
@@ -78,7 +80,7 @@ def _add_flag(parser: argparse.ArgumentParser, f: Field, kinds: list[str]) -> No
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m inpaintlib train",
+        prog=f"{program()} train",
         description="Train a Context Encoder (ce) or a PConv U-Net (pconv) and write a run directory "
         "(config.json, history.csv, samples/, metrics.json, checkpoint.pt, weights.pt, RUN.md). "
         "Settings not given come from --profile; with --resume, from the settings the run ended with. "
@@ -122,6 +124,8 @@ def cli(argv: list[str] | None = None) -> int:
     main = int(os.environ.get("RANK", "0")) == 0
     try:
         with writer_lock(Path(args.out)) if main else contextlib.nullcontext():  # before reading the run
+            if "init_from" in overrides:  # a stored run's name (e.g. pconv) is fetched outside a checkout
+                overrides["init_from"] = str(resolve_checkpoint(overrides["init_from"]))
             if args.resume:
                 config = resume_config(args.out, **overrides)
                 if config.kind != args.kind:
@@ -132,7 +136,7 @@ def cli(argv: list[str] | None = None) -> int:
                 run_dir = train(config, args.out, resume=args.resume, progress=not args.quiet, command=command)
     except TrainingInterrupted as stop:
         print(f"stopped by {signal.Signals(stop.signal).name} at step {stop.step}; checkpoint: {stop.checkpoint}\n"
-              f"continue with: python -m inpaintlib train {args.kind} --out {shlex.quote(args.out)} --resume",
+              f"continue with: {program()} train {args.kind} --out {shlex.quote(args.out)} --resume",
               file=sys.stderr)
         return 128 + stop.signal
     if not args.quiet and main:

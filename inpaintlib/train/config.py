@@ -46,7 +46,7 @@ class TrainConfig:
     num_workers: int | None = setting(None, "DataLoader processes (default: 0 on CPU, cores - 1 up to 16 on CUDA)",
                                       flag="--workers")
     max_bad_steps: int = 20  # this many non-finite losses in a row stop the run
-    init_from: str | None = setting(None, "start the model from another run's weights (run directory or weights.pt)")
+    init_from: str | None = setting(None, "start the model from another run's weights (run directory, weights.pt or a stored run name such as pconv)")
     global_flags: bool = False  # let train() turn on TF32 / cuDNN autotuning for the run (the CLI always does)
     profile: str | None = None  # name of the profile the settings came from (a label only)
 

@@ -1,0 +1,187 @@
+"""Stored training runs by name: ``pretrained("pconv-l1")`` works in a checkout and in a pip install.
+
+In a checkout of the repository a name is the folder ``data/runs/NAME``. Elsewhere (a wheel from pip, Colab
+without a clone) the run's ``weights.pt``, ``config.json`` and ``RUN.md`` are downloaded from the
+repository at the pinned ref (raw file URLs derived from ``_config.yml``'s ``repository.url`` and ``branch``),
+each checked against the sha256 pinned in ``stored_runs.json`` (written by ``python -m inpaintlib book sync``
+from ``data/runs``), and kept in the user cache folder (``$XDG_CACHE_HOME/inpaintlib`` or
+``~/.cache/inpaintlib``). A file whose hash does not match stops with an error and nothing is cached.
+
+Environment variables: ``INPAINTLIB_REPO_URL`` / ``INPAINTLIB_REPO_REF`` replace the repository address and
+ref, ``INPAINTLIB_RAW_URL`` the base of the raw file URLs (``{base}/data/runs/NAME/FILE``; used by the tests
+with a loopback server), ``XDG_CACHE_HOME`` the cache root. Only the standard library is used here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from inpaintlib.paths import stored_runs_dir
+
+__all__ = [
+    "RUN_FILES",
+    "TABLE",
+    "StoredRunError",
+    "cache_dir",
+    "pin_runs",
+    "pretrained",
+    "raw_base",
+    "raw_url",
+    "repository",
+    "resolve_checkpoint",
+    "sha256_file",
+    "stored_run_names",
+]
+
+TABLE = Path(__file__).with_name("stored_runs.json")
+"""The pinned table: repository address and ref, and per stored run the sha256 and size of RUN_FILES."""
+RUN_FILES = ("weights.pt", "config.json", "RUN.md")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_GITHUB = re.compile(r"https://github\.com/([\w.-]+)/([\w.-]+?)(?:\.git)?/?")
+
+
+class StoredRunError(ValueError):
+    """A stored run could not be obtained: unknown name, download failure or a file that fails its hash."""
+
+
+def _table() -> dict:
+    return json.loads(TABLE.read_text())
+
+
+def repository() -> tuple[str, str]:
+    """``(url, ref)`` of the repository: the pinned ones, or INPAINTLIB_REPO_URL / INPAINTLIB_REPO_REF."""
+    table = _table()
+    return (os.environ.get("INPAINTLIB_REPO_URL") or table["repository"],
+            os.environ.get("INPAINTLIB_REPO_REF") or table["ref"])
+
+
+def raw_url(url: str, ref: str) -> str:
+    """Base URL of the repository's files at ``ref``: ``https://raw.githubusercontent.com/OWNER/REPO/REF``."""
+    match = _GITHUB.fullmatch(url)
+    if match is None:
+        raise StoredRunError(f"raw file URLs are known for GitHub repositories only, not {url}; "
+                             "set INPAINTLIB_RAW_URL to the base URL of the repository's files")
+    return f"https://raw.githubusercontent.com/{match[1]}/{match[2]}/{ref}"
+
+
+def raw_base() -> str:
+    """Where stored runs are downloaded from: INPAINTLIB_RAW_URL, else :func:`raw_url` of :func:`repository`."""
+    return (os.environ.get("INPAINTLIB_RAW_URL") or raw_url(*repository())).rstrip("/")
+
+
+def cache_dir() -> Path:
+    """The user cache folder of inpaintlib: ``$XDG_CACHE_HOME/inpaintlib``, else ``~/.cache/inpaintlib``."""
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "inpaintlib"
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def pin_runs(runs_dir: str | Path) -> dict[str, dict[str, dict]]:
+    """``{name: {file: {"sha256", "bytes"}}}`` of every run in ``runs_dir`` that has a ``weights.pt``."""
+    runs_dir = Path(runs_dir)
+    pins = {}
+    for run in sorted(p for p in runs_dir.iterdir() if (p / "weights.pt").is_file()):
+        missing = [f for f in RUN_FILES if not (run / f).is_file()]
+        if missing:
+            raise FileNotFoundError(f"stored run {run} lacks {', '.join(missing)}")
+        pins[run.name] = {f: {"sha256": sha256_file(run / f), "bytes": (run / f).stat().st_size} for f in RUN_FILES}
+    return pins
+
+
+def stored_run_names() -> list[str]:
+    """Names of the runs pinned in this package (``ce``, ``pconv``, ``pconv-l1``, ...)."""
+    return sorted(_table()["runs"])
+
+
+def _verified(folder: Path, pins: dict[str, dict]) -> bool:
+    return all((folder / f).is_file() and sha256_file(folder / f) == pin["sha256"] for f, pin in pins.items())
+
+
+def _download(url: str, target: Path, pin: dict) -> None:
+    """Stream ``url`` into ``target`` and check its sha256 against ``pin``; StoredRunError otherwise."""
+    digest = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(target, "wb") as out:
+            for block in iter(lambda: response.read(1 << 20), b""):
+                digest.update(block)
+                out.write(block)
+    except (urllib.error.URLError, OSError) as err:
+        raise StoredRunError(f"could not download {url} ({err}); work in a checkout of the repository, "
+                             "or check the network") from err
+    if digest.hexdigest() != pin["sha256"]:
+        raise StoredRunError(f"{url} has sha256 {digest.hexdigest()}, not the pinned {pin['sha256']}: the file "
+                             "changed since this inpaintlib was built (or the download was altered); "
+                             "nothing was cached")
+
+
+def pretrained(name: str, download: bool = True) -> Path:
+    """The run directory of the stored run ``name`` (``"ce"``, ``"pconv"``, ``"pconv-l1"``).
+
+    In a checkout: ``data/runs/NAME``. Elsewhere: a folder of the user cache holding the run's
+    ``weights.pt``, ``config.json`` and ``RUN.md``, downloaded on first use (``download=False`` refuses to)
+    and checked against the sha256 pinned in the package. Load the model with
+    ``inpaintlib.rundir.load_model(pretrained("pconv-l1"))``.
+
+    Raises:
+        StoredRunError (a ValueError): unknown name, download impossible, or a hash mismatch (then
+            nothing is written to the cache).
+    """
+    local = stored_runs_dir() / str(name)
+    if (local / "weights.pt").is_file():
+        return local
+    runs = _table()["runs"]
+    if name not in runs:
+        raise StoredRunError(f"unknown stored run {name!r}; known: {', '.join(sorted(runs))}")
+    pins = runs[name]
+    folder = cache_dir() / "runs" / f"{name}-{pins['weights.pt']['sha256'][:12]}"
+    if _verified(folder, pins):
+        return folder
+    if not download:
+        raise StoredRunError(f"stored run {name!r} is not in the cache {folder} and download=False")
+    base = raw_base()
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder.parent))
+    try:
+        for file, pin in pins.items():
+            _download(f"{base}/data/runs/{name}/{file}", staging / file, pin)
+        shutil.rmtree(folder, ignore_errors=True)  # an incomplete or altered earlier copy
+        try:
+            os.replace(staging, folder)  # atomic: the folder appears complete or not at all
+        except OSError:
+            if not _verified(folder, pins):  # another process did not win the race either
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def resolve_checkpoint(checkpoint):
+    """What the CLIs' ``--checkpoint`` / ``--init-from`` mean: an existing path as it is, else a stored run name.
+
+    A name (no slash) that is neither a file or folder nor a stored run raises FileNotFoundError saying so;
+    anything else (None, a model, a path with a slash) is returned unchanged for the loader to judge.
+    """
+    if not isinstance(checkpoint, (str, Path)) or Path(checkpoint).exists():
+        return checkpoint
+    name = str(checkpoint)
+    if not _NAME.fullmatch(name):
+        return checkpoint
+    if (stored_runs_dir() / name / "weights.pt").is_file() or name in _table()["runs"]:
+        return pretrained(name)
+    raise FileNotFoundError(f"{name} is neither a run directory, a weights file nor a stored run "
+                            f"({', '.join(stored_run_names())})")

@@ -1,0 +1,169 @@
+"""Stored runs by name (``inpaintlib.hub``): a checkout's data/runs, else a download checked against the pinned
+sha256 and cached. Downloads come from a loopback HTTP server (127.0.0.1) serving a copy of the stored runs."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from inpaintlib import hub
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = ROOT / "data" / "runs"
+HAS_RUNS = (RUNS / "pconv-l1" / "weights.pt").is_file()
+needs_runs = pytest.mark.skipif(not HAS_RUNS, reason="no stored runs in this checkout")
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    requests: list[str] = []
+
+    def log_message(self, *args) -> None:  # no request log on stderr
+        pass
+
+    def do_GET(self) -> None:
+        type(self).requests.append(self.path)
+        super().do_GET()
+
+
+def serve(folder: Path):
+    """A loopback HTTP server of ``folder`` in a thread; returns (base URL, requests list, server)."""
+    handler = type("Handler", (_QuietHandler,), {"requests": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(folder)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}", handler.requests, server
+
+
+def copy_runs(site: Path, names=("pconv-l1",)) -> Path:
+    """The repository layout the raw-file URLs point at: ``site/data/runs/NAME/{weights.pt,config.json,RUN.md}``."""
+    for name in names:
+        (site / "data" / "runs" / name).mkdir(parents=True)
+        for file in hub.RUN_FILES:
+            shutil.copyfile(RUNS / name / file, site / "data" / "runs" / name / file)
+    return site
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch):
+    """Outside a checkout (no data/runs), an empty user cache, downloads from a loopback copy."""
+    site = copy_runs(tmp_path / "site")
+    base, requests, server = serve(site)
+    monkeypatch.setattr(hub, "stored_runs_dir", lambda: tmp_path / "no-checkout" / "data" / "runs")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("INPAINTLIB_RAW_URL", base)
+    yield site, requests
+    server.shutdown()
+    server.server_close()
+
+
+def test_pinned_table_matches_the_stored_runs():
+    if not RUNS.is_dir():
+        pytest.skip("no data/runs in this checkout")
+    table = hub._table()
+    assert table["runs"] == hub.pin_runs(RUNS), "stored_runs.json is stale: run `python -m inpaintlib book sync`"
+    assert set(table["runs"]) >= {"ce", "pconv", "pconv-l1"}
+
+
+def test_raw_urls_are_derived_from_the_repository_address(monkeypatch):
+    monkeypatch.delenv("INPAINTLIB_RAW_URL", raising=False)
+    monkeypatch.setenv("INPAINTLIB_REPO_URL", "https://github.com/someone/fork")
+    monkeypatch.setenv("INPAINTLIB_REPO_REF", "v2")
+    assert hub.raw_base() == "https://raw.githubusercontent.com/someone/fork/v2"
+    with pytest.raises(hub.StoredRunError, match="INPAINTLIB_RAW_URL"):
+        hub.raw_url("https://gitlab.com/someone/fork", "main")
+
+
+@needs_runs
+def test_in_a_checkout_a_name_is_the_run_directory():
+    assert hub.pretrained("pconv-l1") == RUNS / "pconv-l1"
+    assert hub.resolve_checkpoint("pconv") == RUNS / "pconv"
+    assert hub.resolve_checkpoint(str(RUNS / "ce")) == str(RUNS / "ce")  # a path stays a path
+    import inpaintlib
+
+    assert inpaintlib.pretrained("ce") == RUNS / "ce"
+
+
+@needs_runs
+def test_outside_a_checkout_the_run_is_downloaded_verified_and_cached(site, tmp_path):
+    _, requests = site
+    folder = hub.pretrained("pconv-l1")
+    assert folder.parent == tmp_path / "cache" / "inpaintlib" / "runs"
+    for file in hub.RUN_FILES:
+        assert (folder / file).read_bytes() == (RUNS / "pconv-l1" / file).read_bytes()
+    assert sorted(requests) == sorted(f"/data/runs/pconv-l1/{f}" for f in hub.RUN_FILES)
+    assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # no staging leftovers
+    assert hub.pretrained("pconv-l1") == folder and len(requests) == 3  # second call: from the cache
+    from inpaintlib.rundir import load_model
+
+    assert sum(p.numel() for p in load_model(folder).parameters()) > 0
+
+
+@needs_runs
+def test_a_tampered_file_is_refused_and_nothing_is_cached(site, tmp_path):
+    served, _ = site
+    run_md = served / "data" / "runs" / "pconv-l1" / "RUN.md"
+    run_md.write_text(run_md.read_text() + "\nappended by someone else\n")
+    with pytest.raises(hub.StoredRunError, match=r"(?s)RUN\.md has sha256 .*not the pinned.*nothing was cached"):
+        hub.pretrained("pconv-l1")
+    runs_cache = tmp_path / "cache" / "inpaintlib" / "runs"
+    assert not runs_cache.exists() or list(runs_cache.iterdir()) == []
+
+
+@needs_runs
+def test_a_corrupted_cache_is_downloaded_again(site):
+    _, requests = site
+    folder = hub.pretrained("pconv-l1")
+    (folder / "weights.pt").write_bytes(b"not the weights")
+    assert hub.pretrained("pconv-l1") == folder and len(requests) == 6
+    assert hub.sha256_file(folder / "weights.pt") == hub._table()["runs"]["pconv-l1"]["weights.pt"]["sha256"]
+
+
+def test_unknown_names_and_unreachable_servers_say_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(hub, "stored_runs_dir", lambda: tmp_path / "none")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with pytest.raises(hub.StoredRunError, match=r"unknown stored run 'nope'; known: ce, pconv, pconv-l1"):
+        hub.pretrained("nope")
+    with pytest.raises(FileNotFoundError, match=r"nope is neither .* stored run \(ce, pconv, pconv-l1\)"):
+        hub.resolve_checkpoint("nope")
+    assert hub.resolve_checkpoint("some/missing/dir") == "some/missing/dir"  # the loader names the path
+    with pytest.raises(hub.StoredRunError, match="download=False"):
+        hub.pretrained("pconv", download=False)
+    monkeypatch.setenv("INPAINTLIB_RAW_URL", "http://127.0.0.1:9")  # discard port: nothing listens
+    with pytest.raises(hub.StoredRunError, match=r"could not download http://127\.0\.0\.1:9/data/runs/pconv/"):
+        hub.pretrained("pconv")
+    assert not (tmp_path / "cache" / "inpaintlib" / "runs").exists() or not any(
+        (tmp_path / "cache" / "inpaintlib" / "runs").iterdir())
+
+
+@needs_runs
+def test_inpaint_cli_takes_a_stored_run_name(site, tmp_path, capsys):
+    from PIL import Image
+
+    from inpaintlib.inference import cli
+
+    Image.open(next((ROOT / "data" / "photos" / "val").glob("*.jpg"))).convert("RGB").resize((96, 64)).save(
+        tmp_path / "photo.png")
+    mask = Image.new("L", (96, 64), 255)
+    mask.paste(0, (30, 20, 60, 44))
+    mask.save(tmp_path / "mask.png")
+    code = cli(["--checkpoint", "pconv-l1", "--image", str(tmp_path / "photo.png"), "--mask", str(tmp_path / "mask.png"),
+                "--out", str(tmp_path / "out.png"), "--device", "cpu"])
+    assert code == 0
+    line = capsys.readouterr().out.strip()
+    assert "\n" not in line and line.startswith(f"{tmp_path / 'out.png'}: 96x64, 11.7 % hole, ") and line.endswith(" s")
+    assert Image.open(tmp_path / "out.png").size == (96, 64)
+
+
+def test_train_and_evaluate_clis_resolve_names_too(tmp_path, capsys):
+    from inpaintlib import evaluate
+    from inpaintlib.train import cli as train_cli
+
+    assert train_cli(["pconv", "--out", str(tmp_path / "run"), "--init-from", "nope", "--quiet"]) == 2
+    assert "nope is neither a run directory" in capsys.readouterr().err
+    assert evaluate.cli(["--checkpoint", "nope", "--images", str(tmp_path), "--out", str(tmp_path / "e")]) == 2
+    assert "nope is neither a run directory" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -37,6 +37,7 @@ __all__ = [
     "CHAPTERS",
     "PROFILES",
     "book_dir",
+    "stable_widget_ids",
     "resolve_chapters",
     "clean_notebook",
     "clean_file",
@@ -155,7 +156,9 @@ def clean_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     Removed: ``metadata.papermill``, every cell's ``metadata.papermill`` and ``metadata.execution``
     (timings), cells tagged ``injected-parameters`` or ``papermill-error-cell-tag``, empty ``tags`` lists, and the interpreter version
     in ``language_info`` beyond major.minor. Kept: outputs, the chapter's ``parameters`` cell, the
-    stored widget state. Execution counts are renumbered 1, 2, ... over the executed code cells.
+    stored widget state. Execution counts are renumbered 1, 2, ... over the executed code cells, and the
+    widgets' random model ids become stable ones (:func:`stable_widget_ids`), so a re-run that changes
+    nothing leaves the file byte-identical.
     """
     nb.metadata.pop("papermill", None)
     language_info = nb.metadata.get("language_info")
@@ -187,6 +190,24 @@ def clean_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         for output in cell.get("outputs", []):
             if output.get("output_type") == "execute_result":
                 output["execution_count"] = count
+    return stable_widget_ids(nb)
+
+
+_WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+
+
+def stable_widget_ids(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Replace the widgets' random model ids (uuid4 hex) by ids numbered in creation order, everywhere they
+    appear (the stored state, references between models, the outputs that display them)."""
+    state = nb.metadata.get("widgets", {}).get(_WIDGET_STATE, {}).get("state", {})
+    if not state:
+        return nb
+    text = nbformat.writes(nb)
+    for number, old in enumerate(list(state)):
+        text = text.replace(old, f"{number:032x}")
+    stable = nbformat.reads(text, as_version=4)
+    nb.clear()
+    nb.update(stable)
     return nb
 
 

@@ -173,7 +173,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="where to write the completed picture (PNG recommended)")
     p.add_argument("--invert-mask", action="store_true", help="the mask file is white = hole, black = keep")
     p.add_argument("--allow-large-holes", action="store_true",
-                   help=f"fill holes larger than the training range ({MAX_TRAINED_HOLE:.0%} of the picture) anyway")
+                   help=f"fill holes larger than the training range ({MAX_TRAINED_HOLE * 100:.0f} %% of the picture) anyway")
     p.add_argument("--device", default="auto", help="auto (default: cuda, then mps, then cpu), cpu, cuda or mps")
     p.add_argument("--ensemble", type=int, default=1, choices=ENSEMBLE_SIZES,
                    help="average the predictions for 1 (default), 2, 4 or 8 mirrored copies of the input")

@@ -42,7 +42,7 @@ from inpaintlib.train import (
 
 PCONV_COLUMNS = ["total", "valid", "hole", "perceptual", "style_out", "style_comp", "tv"]
 CE_COLUMNS = ["total", "rec", "adv", "d_loss", "d_acc"]
-TAIL_COLUMNS = ["lr", "img_per_s", "data_wait", "skipped", "seconds"]
+TAIL_COLUMNS = ["lr", "img_per_s", "data_wait", "skipped", "seconds", "val_psnr", "val_ssim", "val_l1_hole"]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -74,7 +74,7 @@ def tiny_config(kind: str, photos: Path, **overrides):
     )
     if kind == "pconv":
         settings.update(image_size=64, steps=4, finetune_steps=2, sample_every=3, checkpoint_every=2,
-                        vgg_weights="hed")
+                        vgg_weights="hed", val_every=2)  # validation in the loop: resume must stay exact with it
     else:
         settings.update(bottleneck=16, steps=3, sample_every=2)
     return make_config(kind, None, **{**settings, **overrides})
@@ -199,6 +199,22 @@ def test_run_directory_holds_every_file_with_the_documented_columns(reference):
     assert "4 train + 2 fine-tune" in card and "| images seen | 12 " in card
     assert "| loss | eq. (12): valid 1, hole 6, perceptual 0.05, style 120, tv 0.1 |" in card
     assert "started from" not in card
+
+
+def test_history_has_validation_scores_every_val_every_steps(reference):
+    rows = read_rows(reference[0] / "history.csv")
+    scored = [int(r["step"]) for r in rows if r["val_psnr"]]
+    assert scored == [2, 4, 6]
+    for r in rows:
+        if r["val_psnr"]:
+            assert 5 < float(r["val_psnr"]) < 60 and 0 < float(r["val_ssim"]) <= 1 and float(r["val_l1_hole"]) > 0
+        else:
+            assert r["val_ssim"] == r["val_l1_hole"] == ""
+
+
+def test_val_every_must_fall_on_logged_rows(photos):
+    with pytest.raises(ValueError, match="val_every"):
+        tiny_pconv(photos, log_every=2, val_every=3)
 
 
 def test_metrics_json_matches_an_independent_psnr_of_the_composite(reference, photos):

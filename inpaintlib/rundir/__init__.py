@@ -41,6 +41,7 @@ from .lock import LOCK_NAME, check_new_run_folder, writer_lock
 from .read import (
     CHECKPOINT_FORMAT,
     HISTORY_TAIL,
+    VALIDATION_COLUMNS,
     WEIGHTS_FORMAT,
     build_model,
     load_blob,
@@ -72,6 +73,7 @@ __all__ = [
     "WEIGHTS_FORMAT",
     "CHECKPOINT_FORMAT",
     "HISTORY_TAIL",
+    "VALIDATION_COLUMNS",
     "build_model",
     "load_blob",
     "load_checkpoint",

@@ -21,6 +21,7 @@ from inpaintlib.paths import stored_runs_dir
 WEIGHTS_FORMAT = "inpaintlib.weights/1"
 CHECKPOINT_FORMAT = "inpaintlib.checkpoint/1"
 HISTORY_TAIL = ("lr", "img_per_s", "data_wait", "skipped", "seconds")  # history.csv columns after the loss terms
+VALIDATION_COLUMNS = ("val_psnr", "val_ssim", "val_l1_hole")  # every val_every steps; empty in other rows
 _SAMPLE_RE = re.compile(r"^step_(\d+)\.png$")
 
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from inpaintlib.paths import repo_root
 
-from .read import HISTORY_TAIL, WEIGHTS_FORMAT
+from .read import HISTORY_TAIL, VALIDATION_COLUMNS, WEIGHTS_FORMAT
 
 
 def atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
@@ -70,8 +70,9 @@ def save_weights(path: Path, kind: str, model_args: dict, model: nn.Module, run:
 
 
 def history_header(loss_columns: Sequence[str]) -> list[str]:
-    """Columns of ``history.csv``: step, epoch, phase, the recipe's loss terms, then :data:`HISTORY_TAIL`."""
-    return ["step", "epoch", "phase", *loss_columns, *HISTORY_TAIL]
+    """Columns of ``history.csv``: step, epoch, phase, the recipe's loss terms, :data:`HISTORY_TAIL`, then the
+    validation scores :data:`VALIDATION_COLUMNS` (filled every ``val_every`` steps)."""
+    return ["step", "epoch", "phase", *loss_columns, *HISTORY_TAIL, *VALIDATION_COLUMNS]
 
 
 def truncate_history(path: Path, header: list[str], last_step: int) -> None:

@@ -35,6 +35,9 @@ class TrainConfig:
     sample_every: int = setting(500, "steps between sample grids in samples/ (and at step 0 and the end)")
     sample_images: int = 4  # validation photos shown in each sample grid
     eval_images: int | None = setting(None, "validation photos scored in metrics.json (default all)")
+    val_every: int = setting(0, "steps between validation scores (val_psnr, val_ssim, val_l1_hole) in history.csv; "
+                             "0 = none; a multiple of --log-every")
+    val_images: int = setting(8, "validation photos scored every --val-every steps (default 8)")
     checkpoint_every: int = 0  # also checkpoint every this many steps (0 = only by time and at the end)
     checkpoint_every_minutes: float = setting(10.0, "minutes between checkpoints (default 10)", flag="--checkpoint-minutes")
     seed: int = setting(0, "seed of initialisation, data order and masks (default 0)")
@@ -122,7 +125,8 @@ CONFIGS: dict[str, type[TrainConfig]] = {"ce": CEConfig, "pconv": PConvConfig}
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "cpu": {
         "ce": dict(
-            batch_size=16, width=32, bottleneck=1000, steps=400, log_every=10, sample_every=100, sample_images=4
+            batch_size=16, width=32, bottleneck=1000, steps=400, log_every=10, sample_every=100, sample_images=4,
+            val_every=50,
         ),
         "pconv": dict(
             image_size=128,
@@ -134,11 +138,13 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             log_every=10,
             sample_every=100,
             sample_images=4,
+            val_every=50,
         ),
     },
     "gpu": {
-        "ce": dict(steps=100_000, log_every=100, sample_every=5000, sample_images=8),
-        "pconv": dict(steps=80_000, finetune_steps=20_000, log_every=100, sample_every=5000, sample_images=6),
+        "ce": dict(steps=100_000, log_every=100, sample_every=5000, sample_images=8, val_every=1000),
+        "pconv": dict(steps=80_000, finetune_steps=20_000, log_every=100, sample_every=5000, sample_images=6,
+                      val_every=1000),
     },
 }
 
@@ -189,8 +195,11 @@ def validate_config(c: TrainConfig) -> None:
 
     for name in ("image_size", "batch_size", "width", "log_every", "sample_every", "sample_images", "max_bad_steps"):
         positive(name)
-    for name in ("steps", "checkpoint_every", "seed"):
+    for name in ("steps", "checkpoint_every", "seed", "val_every"):
         positive(name, allow_zero=True)
+    positive("val_images")
+    if c.val_every % c.log_every:
+        raise ValueError(f"val_every ({c.val_every}) must be a multiple of log_every ({c.log_every}): scores go into logged rows")
     if c.eval_images is not None:
         positive("eval_images")
     if c.num_workers is not None:
@@ -255,6 +264,8 @@ RESUMABLE_CHANGES = {
     "profile",
     "max_bad_steps",
     "global_flags",
+    "val_every",
+    "val_images",
 }
 
 

@@ -49,7 +49,7 @@ from inpaintlib.rundir import (
 from .config import TrainConfig, config_from_dict
 from .interrupts import TrainingInterrupted, stop_requests
 from .recipes import RECIPES, Recipe
-from .report import environment, python_call, sample_masks, save_sample_grid, validation_metrics
+from .report import environment, python_call, sample_masks, save_sample_grid, validation_metrics, validation_scores
 from .resume import new_log, settings_for
 from .sampling import (
     SALT_RANK,
@@ -78,6 +78,7 @@ class _Session:
     val_photos: Any
     sample_images: Tensor
     sample_masks: Tensor
+    val_images: Tensor | None
     header: list[str]
     start: int = 0
     seconds_before: float = 0.0
@@ -167,6 +168,7 @@ def _set_up(
         env=environment(dev, amp_dtype, dist),
         train_photos=photo_folder(config.data, "train", config.image_size, train=True),
         val_photos=val_photos, sample_images=sample_images, sample_masks=sample_masks(config, len(sample_images)),
+        val_images=stack_images(val_photos, config.val_images) if config.val_every else None,
         header=history_header(recipe.columns),
     )
     if checkpoint is not None:
@@ -371,6 +373,8 @@ def _log_row(s: _Session, step: int, phase: str) -> dict[str, Any]:
         "skipped": log["skipped"],
         "seconds": s.seconds(),
     }
+    if s.val_images is not None and (step % s.config.val_every == 0 or step == s.config.total_steps):
+        row.update(validation_scores(s.recipe, s.config, s.val_images.to(s.device), step))
     append_history(s.history, s.header, row)
     s.log = new_log()
     return row

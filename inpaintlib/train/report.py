@@ -26,9 +26,10 @@ from inpaintlib.runcard import write_run_card
 from inpaintlib.rundir import atomic_write, git_commit, load_config, load_model, load_weights, write_text
 
 from .config import CONFIGS, PROFILES, CEConfig, TrainConfig, config_from_dict, make_config
+from .recipes import Recipe
 from .sampling import photo_folder, stack_images
 
-__all__ = ["environment", "sample_masks", "save_sample_grid", "validation_metrics", "python_call", "rescore_run"]
+__all__ = ["environment", "sample_masks", "save_sample_grid", "validation_metrics", "python_call", "rescore_run", "validation_scores"]
 
 Inpaint = Callable[[Tensor, Tensor], Tensor]  # (images (N,3,S,S), masks (N,1,S,S)) -> composites
 
@@ -119,6 +120,18 @@ def validation_metrics(
     overall = {**{k: sum(v) / len(v) for k, v in every.items()}, "n": len(every["psnr"])}
     return {"kind": kind, "step": step, "image_size": size, "num_images": len(images), "buckets": buckets,
             "overall": overall}
+
+
+def validation_scores(recipe: Recipe, config: TrainConfig, images: Tensor, step: int) -> dict[str, float]:
+    """``val_psnr``, ``val_ssim``, ``val_l1_hole`` for ``history.csv``: the model as it is now on ``images``,
+    by the protocol of ``metrics.json`` (BatchNorm in eval mode, the run's autocast)."""
+    recipe.set_train(False)
+    try:
+        overall = validation_metrics(recipe.inpaint, config.kind, images, step,
+                                     hole_size=getattr(config, "hole_size", 56))["overall"]
+    finally:
+        recipe.set_train(True)
+    return {f"val_{k}": overall[k] for k in ("psnr", "ssim", "l1_hole")}
 
 
 def python_call(config: TrainConfig, out_dir: Path) -> str:

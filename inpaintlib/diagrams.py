@@ -88,9 +88,11 @@ def _box(ax: plt.Axes, x: float, y: float, name: str, lines: Sequence[str], role
     ax.add_patch(box)
     if len(name) > 7:  # split long names (bottleneck) so they fit the box
         name = f"{name[:(len(name) + 2) // 2]}-\n{name[(len(name) + 2) // 2:]}"
-    ax.text(x, y + 0.05, name, ha="center", va="bottom", fontsize=fontsize, fontweight="bold", zorder=3,
+    lift = 0.075 * (len(lines) - 2)  # keep the block of text centred in the box
+    ax.text(x, y + 0.05 + lift, name, ha="center", va="bottom", fontsize=fontsize, fontweight="bold", zorder=3,
             linespacing=1.0)
-    ax.text(x, y + 0.02, "\n".join(lines), ha="center", va="top", fontsize=fontsize, zorder=3, linespacing=1.15)
+    ax.text(x, y + 0.02 + lift, "\n".join(lines), ha="center", va="top", fontsize=fontsize, zorder=3,
+            linespacing=1.1)
     return box
 
 

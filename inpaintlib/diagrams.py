@@ -2,13 +2,15 @@
 
 :func:`architecture_figure` reads nothing but ``inpaintlib.models.layer_table(model, image_size)``,
 the table the chapters print, so a diagram cannot disagree with the code it describes.  Layout:
-one box per row of the table (plus one for the input), placed left to right in the order the
-data flows and at a height of ``log2`` of the spatial size, so an encoder-decoder appears as a
-V (Context Encoder, report Fig 1) or a U (PConv U-Net, report Fig 2).  Each box names the block,
-its output channels and its spatial size; the colour says its role and the legend lists the
-layers of each role, read from the table.  For a U-Net, the skip connections are drawn as
-horizontal arrows labelled with the channels they add; for partial convolutions, the mask's
-path (1 = valid, updated by eq. (7) at every layer) is drawn dashed beside the features.
+one box per row of the table (plus one for the input), at a height given by ``log2`` of its
+spatial size; encoder blocks in a left column going down, the bottleneck at the bottom, decoder
+blocks in a right column going up.  An encoder-decoder thus appears as a V (Context Encoder,
+report Fig 1) or a U (PConv U-Net, report Fig 2), narrow enough to read at the width of a book
+page.  Each box names the block, its output channels and its spatial size; the colour says its
+role and the legend lists the layers of each role, read from the table.  For a U-Net, the skip
+connections are drawn as horizontal arrows labelled with the channels they add; for partial
+convolutions, the mask's path (1 = valid, updated by eq. (7) at every layer) is drawn dashed beside
+the features.
 
 Every drawn element carries a ``gid`` (``layer:<name>``, ``input``, ``data:<a>-><b>``,
 ``skip:<a>-><b>``, ``mask:<a>-><b>``), so tests and readers can find them in the figure.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
@@ -40,8 +43,10 @@ ROLE_COLOURS = {
 _FEATURE_COLOUR = "#333333"
 _SKIP_COLOUR = "#2a8c55"
 _MASK_COLOUR = "#8c2d04"
-_BOX_W, _BOX_H = 0.84, 0.78  # in axis units: one column per block, one octave of size per unit height
-_INCH_X, _INCH_Y = 0.74, 0.92  # inches per axis unit
+_BOX_W, _BOX_H = 1.3, 0.5  # inches (the axes use inches as data units)
+_ROW = 0.8  # inches per factor of 2 in spatial size
+_COLUMN = {"input": 0.0, "encoder": 0.0, "bottleneck": 1.15, "decoder": 2.3, "output": 2.3}  # inches
+_LEGEND_W = 3.7  # inches to the right of the diagram
 
 
 def _spatial(row: dict) -> int:
@@ -86,21 +91,23 @@ def _box(ax: plt.Axes, x: float, y: float, name: str, lines: Sequence[str], role
                          facecolor=ROLE_COLOURS[role], edgecolor="#555555", linewidth=0.8, zorder=2)
     box.set_gid(gid)
     ax.add_patch(box)
-    if len(name) > 7:  # split long names (bottleneck) so they fit the box
+    if len(name) > 12:  # split long names so they fit the box
         name = f"{name[:(len(name) + 2) // 2]}-\n{name[(len(name) + 2) // 2:]}"
-    lift = 0.075 * (len(lines) - 2)  # keep the block of text centred in the box
-    ax.text(x, y + 0.05 + lift, name, ha="center", va="bottom", fontsize=fontsize, fontweight="bold", zorder=3,
-            linespacing=1.0)
-    ax.text(x, y + 0.02 + lift, "\n".join(lines), ha="center", va="top", fontsize=fontsize, zorder=3,
-            linespacing=1.1)
+    line = fontsize * 1.2 / 72  # line height in inches
+    top = y + len(lines) * line / 2  # the block of 1 + len(lines) lines is centred on the box
+    ax.text(x, top, name, ha="center", va="center", fontsize=fontsize, fontweight="bold", zorder=3)
+    ax.text(x, top - line / 2, "\n".join(lines), ha="center", va="top", fontsize=fontsize, zorder=3,
+            linespacing=1.2)
     return box
 
 
 def _arrow(ax: plt.Axes, a: FancyBboxPatch, b: FancyBboxPatch, gid: str, colour: str, style: str = "-",
-           rad: float = 0.0, width: float = 1.0) -> FancyArrowPatch:
-    ca, cb = _centre(a), _centre(b)
-    arrow = FancyArrowPatch(ca, cb, patchA=a, patchB=b, arrowstyle="-|>", mutation_scale=9, color=colour,
-                            linestyle=style, linewidth=width, connectionstyle=f"arc3,rad={rad}", zorder=1)
+           offset: tuple[float, float] = (0.0, 0.0), width: float = 1.0) -> FancyArrowPatch:
+    """An arrow from box ``a`` to box ``b`` (clipped at their edges), shifted by ``offset`` inches."""
+    (xa, ya), (xb, yb) = _centre(a), _centre(b)
+    dx, dy = offset
+    arrow = FancyArrowPatch((xa + dx, ya + dy), (xb + dx, yb + dy), patchA=a, patchB=b, arrowstyle="-|>",
+                            mutation_scale=9, color=colour, linestyle=style, linewidth=width, zorder=1)
     arrow.set_gid(gid)
     ax.add_patch(arrow)
     return arrow
@@ -123,12 +130,32 @@ def _legend(fig: Figure, rows: Sequence[dict], roles: Sequence[str], skips: bool
     if masks:
         handles.append(Line2D([], [], color=_MASK_COLOUR, ls="--",
                               label="mask (1 = valid), updated by every partial conv, eq. (7)"))
-    fig.legend(handles=handles, loc="lower center", ncol=2 if len(handles) > 4 else len(handles), fontsize=8.5,
-               frameon=False, handlelength=2.2, columnspacing=1.5)
+    labels = [textwrap.fill(h.get_label(), 44, subsequent_indent="    ") for h in handles]
+    fig.legend(handles=handles, labels=labels, loc="center left", bbox_to_anchor=(1 - _LEGEND_W / fig.get_figwidth(), 0.5),
+               fontsize=8.5, frameon=False, handlelength=2.2)
+
+
+def _connect(ax: plt.Axes, rows: Sequence[dict], boxes: dict[int, FancyBboxPatch], skips: dict[int, int],
+             pconv: Sequence[int], fontsize: float) -> None:
+    """Feature arrows along the rows, skip connections, and the mask's path beside both (partial convs)."""
+    names = {-1: "input", **{i: r["name"] for i, r in enumerate(rows)}}
+    for i in range(len(rows)):
+        _arrow(ax, boxes[i - 1], boxes[i], f"data:{names[i - 1]}->{names[i]}", _FEATURE_COLOUR)
+        if i in pconv and (i - 1 == -1 or i - 1 in pconv):
+            _arrow(ax, boxes[i - 1], boxes[i], f"mask:{names[i - 1]}->{names[i]}", _MASK_COLOUR, "--",
+                   offset=(0.42, 0.0))
+    for i, j in skips.items():
+        added = int(rows[i]["in_channels"]) - int(rows[i - 1]["out_channels"])
+        _arrow(ax, boxes[j], boxes[i], f"skip:{names[j]}->{names[i]}", _SKIP_COLOUR, offset=(0.0, 0.06), width=2.0)
+        (x0, y0), (x1, _) = _centre(boxes[j]), _centre(boxes[i])
+        ax.text((x0 + x1) / 2, y0 + 0.1, f"+{added} ch", ha="center", va="bottom", fontsize=fontsize - 0.5,
+                color=_SKIP_COLOUR, zorder=3)
+        if pconv:
+            _arrow(ax, boxes[j], boxes[i], f"mask:{names[j]}->{names[i]}", _MASK_COLOUR, "--", offset=(0.0, -0.1))
 
 
 def architecture_figure(model: nn.Module, image_size: int | None = None, title: str | None = None,
-                        fontsize: float = 8.5) -> Figure:
+                        fontsize: float = 9.0) -> Figure:
     """Draw ``model`` (ContextEncoder, ContextDiscriminator or PConvUNet) as a block diagram.
 
     ``image_size`` is the side of the square input for a PConvUNet (default: the model's own);
@@ -145,35 +172,27 @@ def architecture_figure(model: nn.Module, image_size: int | None = None, title: 
     roles = _roles(rows)
     skips = _skip_sources(rows, roles)
     pconv = [i for i, r in enumerate(rows) if re.search(r"\bpconv\b", str(r["layer"]))]
-    ys = [math.log2(_spatial(r)) for r in rows]
-    top, bottom = max(ys + [math.log2(size_in)]), min(ys)
-    width_units, height_units = len(rows) + 1, top - bottom + 1
-    fig, ax = plt.subplots(figsize=(_INCH_X * width_units + 0.4, _INCH_Y * height_units + 1.5))
-    ax.set_xlim(-0.55, len(rows) + 0.55)
-    ax.set_ylim(bottom - 0.55, top + 0.55)
+    two_columns = "decoder" in roles  # an encoder-decoder; a plain classifier stays in one column
+    xs = [_COLUMN[r] if two_columns else 0.0 for r in roles]
+    ys = [math.log2(_spatial(r)) * _ROW for r in rows]
+    y_in = math.log2(size_in) * _ROW
+    top, bottom, right = max(ys + [y_in]), min(ys), max(xs)
+    pad = 0.15
+    diagram_w, diagram_h = right + _BOX_W + 2 * pad, top - bottom + _BOX_H + 2 * pad
+    fig = plt.figure(figsize=(diagram_w + _LEGEND_W, diagram_h + 0.45))
+    ax = fig.add_axes((0, 0, diagram_w / fig.get_figwidth(), diagram_h / fig.get_figheight()))
+    ax.set_xlim(-_BOX_W / 2 - pad, right + _BOX_W / 2 + pad)
+    ax.set_ylim(bottom - _BOX_H / 2 - pad, top + _BOX_H / 2 + pad)
     ax.set_axis_off()
 
-    input_lines = [f"{c_in} ch", *(["+ mask"] if pconv else []), f"{size_in}²"]
-    boxes = {-1: _box(ax, 0, math.log2(size_in), "input", input_lines, "input", "input", fontsize)}
+    input_lines = [f"{c_in} ch + mask", f"{size_in}²"] if pconv else [f"{c_in} ch · {size_in}²"]
+    boxes = {-1: _box(ax, 0.0, y_in, "input", input_lines, "input", "input", fontsize)}
     for i, row in enumerate(rows):
-        lines = [f"{row['out_channels']} ch", f"{_spatial(row)}²"]
-        boxes[i] = _box(ax, i + 1, ys[i], _short(row["name"]), lines, roles[i], f"layer:{row['name']}", fontsize)
-    names = {-1: "input", **{i: r["name"] for i, r in enumerate(rows)}}
-    for i in range(len(rows)):
-        _arrow(ax, boxes[i - 1], boxes[i], f"data:{names[i - 1]}->{names[i]}", _FEATURE_COLOUR)
-        if i in pconv and (i - 1 == -1 or i - 1 in pconv):
-            _arrow(ax, boxes[i - 1], boxes[i], f"mask:{names[i - 1]}->{names[i]}", _MASK_COLOUR, "--", rad=0.35)
-    for i, j in skips.items():
-        added = int(rows[i]["in_channels"]) - int(rows[i - 1]["out_channels"])
-        _arrow(ax, boxes[j], boxes[i], f"skip:{names[j]}->{names[i]}", _SKIP_COLOUR, width=2.0)
-        (x0, y0), (x1, _) = _centre(boxes[j]), _centre(boxes[i])
-        ax.text((x0 + x1) / 2, y0 - 0.06, f"+{added} ch", ha="center", va="top", fontsize=fontsize - 0.5,
-                color=_SKIP_COLOUR, zorder=3)
-        if pconv:
-            _arrow(ax, boxes[j], boxes[i], f"mask:{names[j]}->{names[i]}", _MASK_COLOUR, "--", rad=-0.06)
+        lines = [f"{row['out_channels']} ch · {_spatial(row)}²"]
+        boxes[i] = _box(ax, xs[i], ys[i], _short(row["name"]), lines, roles[i], f"layer:{row['name']}", fontsize)
+    _connect(ax, rows, boxes, skips, pconv, fontsize)
     n_params = sum(int(r["params"]) for r in rows)
     fig.suptitle(title or f"{type(model).__name__}: input {c_in}×{size_in}×{size_in}, {n_params:,} parameters",
-                 fontsize=10.5)
+                 fontsize=10.5, x=0.02, y=1 - 0.12 / fig.get_figheight(), ha="left", va="top")
     _legend(fig, rows, roles, bool(skips), bool(pconv))
-    fig.subplots_adjust(left=0.01, right=0.99, top=1 - 0.45 / fig.get_figheight(), bottom=1.15 / fig.get_figheight())
     return fig

@@ -67,8 +67,8 @@ def test_sizes_and_channels_are_labelled_from_the_table():
     texts = _texts(fig)
     for row in layer_table(model, 64):
         c, h, w = row["output_shape"]
-        assert f"{row['out_channels']} ch\n{h}²" in texts, row["name"]
-    assert "3 ch\n+ mask\n64²" in texts  # the input box shows the mask travelling with the image
+        assert f"{row['out_channels']} ch · {h}²" in texts, row["name"]
+    assert "3 ch + mask\n64²" in texts  # the input box shows the mask travelling with the image
     assert "input 3×64×64" in fig._suptitle.get_text()
 
 
@@ -92,12 +92,12 @@ def test_context_encoder_is_a_chain_through_the_bottleneck():
     boxes = {b.get_gid(): b for b in _by_gid(fig, "layer:")}
     bottom = min(boxes.values(), key=lambda b: b.get_y())
     assert bottom.get_gid() == "layer:encoder.bottleneck"
-    assert "16 ch\n1²" in _texts(fig)
+    assert "16 ch · 1²" in _texts(fig)
 
 
 def test_discriminator_and_fixed_input_sizes():
     fig = architecture_figure(ContextDiscriminator(width=4))
-    assert "3 ch\n64²" in _texts(fig)  # its input is the 64x64 patch
+    assert "3 ch · 64²" in _texts(fig)  # its input is the 64x64 patch
     with pytest.raises(ValueError, match="128×128 inputs only"):
         architecture_figure(ContextEncoder(bottleneck=16, width=4), image_size=256)
 
@@ -105,3 +105,14 @@ def test_discriminator_and_fixed_input_sizes():
 def test_rejects_models_without_a_layer_table():
     with pytest.raises(ValueError, match="layer_table expects"):
         architecture_figure(torch.nn.Linear(2, 2))
+
+
+def test_report_size_unet_fits_a_book_page_in_two_columns():
+    model = PConvUNet(image_size=512, width=4)  # the report's 8 levels; the width does not change the layout
+    fig = architecture_figure(model)
+    assert fig.get_figwidth() <= 8.0  # a book page shows it at about its natural size, so 9-pt text stays legible
+    assert min(t.get_fontsize() for t in fig.axes[0].texts) >= 8.5
+    boxes = {b.get_gid(): b for b in _by_gid(fig, "layer:")}
+    enc_x = {b.get_x() for gid, b in boxes.items() if gid.startswith("layer:enc") and gid != "layer:enc8"}
+    dec_x = {b.get_x() for gid, b in boxes.items() if gid.startswith("layer:dec")}
+    assert len(enc_x) == 1 and len(dec_x) == 1 and enc_x.pop() < dec_x.pop()  # encoder left, decoder right

@@ -46,7 +46,8 @@ _MASK_COLOUR = "#8c2d04"
 _BOX_W, _BOX_H = 1.3, 0.5  # inches (the axes use inches as data units)
 _ROW = 0.8  # inches per factor of 2 in spatial size
 _COLUMN = {"input": 0.0, "encoder": 0.0, "bottleneck": 1.15, "decoder": 2.3, "output": 2.3}  # inches
-_LEGEND_W = 3.7  # inches to the right of the diagram
+_MIN_WIDTH = 3.9  # inches: room for the legend below the diagram
+_LINE = 0.19  # inches per line of legend or title text
 
 
 def _spatial(row: dict) -> int:
@@ -117,7 +118,8 @@ def _centre(box: FancyBboxPatch) -> tuple[float, float]:
     return box.get_x() + box.get_width() / 2, box.get_y() + box.get_height() / 2
 
 
-def _legend(fig: Figure, rows: Sequence[dict], roles: Sequence[str], skips: bool, masks: bool) -> None:
+def _legend_entries(rows: Sequence[dict], roles: Sequence[str], skips: bool, masks: bool) -> tuple[list, list[str]]:
+    """Legend handles and their (wrapped) labels: one per role present, with the layers read from the table."""
     handles = [Patch(facecolor=ROLE_COLOURS["input"], edgecolor="#555555", label="input")]
     for role in ("encoder", "bottleneck", "decoder", "output"):
         layers = list(dict.fromkeys(str(r["layer"]) for r, ro in zip(rows, roles) if ro == role))
@@ -130,9 +132,7 @@ def _legend(fig: Figure, rows: Sequence[dict], roles: Sequence[str], skips: bool
     if masks:
         handles.append(Line2D([], [], color=_MASK_COLOUR, ls="--",
                               label="mask (1 = valid), updated by every partial conv, eq. (7)"))
-    labels = [textwrap.fill(h.get_label(), 44, subsequent_indent="    ") for h in handles]
-    fig.legend(handles=handles, labels=labels, loc="center left", bbox_to_anchor=(1 - _LEGEND_W / fig.get_figwidth(), 0.5),
-               fontsize=8.5, frameon=False, handlelength=2.2)
+    return handles, [textwrap.fill(h.get_label(), 44, subsequent_indent="    ") for h in handles]
 
 
 def _connect(ax: plt.Axes, rows: Sequence[dict], boxes: dict[int, FancyBboxPatch], skips: dict[int, int],
@@ -179,8 +179,14 @@ def architecture_figure(model: nn.Module, image_size: int | None = None, title: 
     top, bottom, right = max(ys + [y_in]), min(ys), max(xs)
     pad = 0.15
     diagram_w, diagram_h = right + _BOX_W + 2 * pad, top - bottom + _BOX_H + 2 * pad
-    fig = plt.figure(figsize=(diagram_w + _LEGEND_W, diagram_h + 0.45))
-    ax = fig.add_axes((0, 0, diagram_w / fig.get_figwidth(), diagram_h / fig.get_figheight()))
+    handles, labels = _legend_entries(rows, roles, bool(skips), bool(pconv))
+    legend_h = _LINE * sum(label.count("\n") + 1 for label in labels) + 0.2
+    n_params = sum(int(r["params"]) for r in rows)
+    heading = textwrap.fill(title or f"{type(model).__name__}: input {c_in}×{size_in}×{size_in}, {n_params:,} parameters", 44)
+    title_h = 1.2 * _LINE * (heading.count("\n") + 1) + 0.15
+    width, height = max(diagram_w, _MIN_WIDTH), diagram_h + title_h + legend_h
+    fig = plt.figure(figsize=(width, height))
+    ax = fig.add_axes((0, legend_h / height, diagram_w / width, diagram_h / height))
     ax.set_xlim(-_BOX_W / 2 - pad, right + _BOX_W / 2 + pad)
     ax.set_ylim(bottom - _BOX_H / 2 - pad, top + _BOX_H / 2 + pad)
     ax.set_axis_off()
@@ -191,8 +197,7 @@ def architecture_figure(model: nn.Module, image_size: int | None = None, title: 
         lines = [f"{row['out_channels']} ch · {_spatial(row)}²"]
         boxes[i] = _box(ax, xs[i], ys[i], _short(row["name"]), lines, roles[i], f"layer:{row['name']}", fontsize)
     _connect(ax, rows, boxes, skips, pconv, fontsize)
-    n_params = sum(int(r["params"]) for r in rows)
-    fig.suptitle(title or f"{type(model).__name__}: input {c_in}×{size_in}×{size_in}, {n_params:,} parameters",
-                 fontsize=10.5, x=0.02, y=1 - 0.12 / fig.get_figheight(), ha="left", va="top")
-    _legend(fig, rows, roles, bool(skips), bool(pconv))
+    fig.suptitle(heading, fontsize=10.5, x=0.03, y=1 - 0.08 / height, ha="left", va="top")
+    fig.legend(handles=handles, labels=labels, loc="lower left", bbox_to_anchor=(0.02, 0.0), fontsize=8.5,
+               frameon=False, handlelength=2.2)
     return fig

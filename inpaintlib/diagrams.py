@@ -182,7 +182,8 @@ def architecture_figure(model: nn.Module, image_size: int | None = None, title: 
     handles, labels = _legend_entries(rows, roles, bool(skips), bool(pconv))
     legend_h = _LINE * sum(label.count("\n") + 1 for label in labels) + 0.2
     n_params = sum(int(r["params"]) for r in rows)
-    heading = textwrap.fill(title or f"{type(model).__name__}: input {c_in}×{size_in}×{size_in}, {n_params:,} parameters", 44)
+    default_title = f"{type(model).__name__}: input {c_in}×{size_in}×{size_in}, {n_params:,} parameters"
+    heading = textwrap.fill(title or default_title, 44)
     title_h = 1.2 * _LINE * (heading.count("\n") + 1) + 0.15
     width, height = max(diagram_w, _MIN_WIDTH), diagram_h + title_h + legend_h
     fig = plt.figure(figsize=(width, height))

@@ -115,7 +115,8 @@ def test_new_pages_render_math_and_dropdowns(page: str) -> None:
         pytest.skip("chromium not installed (apt-get install chromium)")
     if not path.is_file():
         pytest.skip("no built book in _build/html (run `make book` first)")
-    common = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--virtual-time-budget=20000"]
+    common = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+              "--virtual-time-budget=20000"]
     dom = subprocess.run([*common, "--dump-dom", path.as_uri()], capture_output=True, text=True, timeout=120).stdout
     assert "</html>" in dom, f"chromium returned no DOM for {path}"
     assert "<mjx-container" in dom, f"{page}: MathJax did not typeset the page"

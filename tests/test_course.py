@@ -13,7 +13,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-import yaml
 
 from inpaintlib import book
 
@@ -93,8 +92,7 @@ def test_every_section_reference_has_a_target() -> None:
 
 
 def test_back_matter_and_closing_page_are_in_the_toc() -> None:
-    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
-    files = [ch["file"] for part in toc["parts"] for ch in part["chapters"]]
+    files = re.findall(r"^\s*- file: (\S+)\s*$", (REPO / "_toc.yml").read_text(), flags=re.M)
     for page in PAGES:
         assert f"book/{page}" in files and (BOOK / f"{page}.md").is_file()
     assert files.index("book/06_where_next") == files.index(f"book/{book.CHAPTERS[-1]}") + 1

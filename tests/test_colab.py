@@ -144,7 +144,8 @@ def test_simulated_colab_runs_chapter_2_outside_the_checkout(tmp_path, remote):
     assert not any(o.get("output_type") == "error" for c in done.cells for o in c.get("outputs", []))
     installed = subprocess.run([python, "-c", "import importlib.metadata as m, json; "
                                 "print(m.distribution('inpaintlib').read_text('direct_url.json'))"],
-                               capture_output=True, text=True, env=_env(tmp_path), check=True).stdout
+                               capture_output=True, text=True, env=_env(tmp_path), check=True,
+                               cwd=tmp_path).stdout  # not the checkout: its own egg-info would be found first
     assert json.loads(installed)["url"] == home.as_uri()  # pip install -e of the clone
 
     # "Restart session": a new kernel runs the setup cell again; nothing is cloned or installed twice.

@@ -98,7 +98,7 @@ def test_context_encoder_is_a_chain_through_the_bottleneck():
 def test_discriminator_and_fixed_input_sizes():
     fig = architecture_figure(ContextDiscriminator(width=4))
     assert "3 ch · 64²" in _texts(fig)  # its input is the 64x64 patch
-    with pytest.raises(ValueError, match="128×128 inputs only"):
+    with pytest.raises(ValueError, match="only takes 128 px"):
         architecture_figure(ContextEncoder(bottleneck=16, width=4), image_size=256)
 
 

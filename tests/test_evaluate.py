@@ -496,7 +496,7 @@ def test_pconv_method_is_inference_inpaint_on_any_size_and_loads_from_a_run(tmp_
     for extra in ([], ["--methods", "pconv,mean"]):
         code = evaluate.cli(["--checkpoint", str(tmp_path / "run"), "--images", str(photo_dir), "--size", "64",
                              "--masks-per-image", "1", "--limit", "1", "--out", str(out_dir / "e"), "--quiet",
-                             "--ensemble", "2", *extra])
+                             "--ensemble", "2", "--overwrite", *extra])  # the second run rewrites e/
         assert code == 0 and "2 mirrored copies" in (out_dir / "e" / "summary.md").read_text()
         settings = json.loads((out_dir / "e" / "settings.json").read_text())
         assert (settings["ensemble"], settings["size"], settings["limit"]) == (2, 64, 1)

@@ -121,5 +121,5 @@ def test_cli_errors_name_the_problem(tmp_path, capsys) -> None:
 
 def test_pconv_still_rejects_a_non_binary_mask_outside_export(pconv_model) -> None:
     image, mask = _inputs(256, 256, seed=0)
-    with pytest.raises(ValueError, match="binary mask"):
+    with pytest.raises(ValueError, match="must be binary"):
         pconv_model(image, mask * 0.5)

@@ -611,3 +611,11 @@ def test_init_from_refuses_weights_of_another_shape(photos, reference, tmp_path)
         train(tiny_pconv(photos, width=16, init_from=str(run_dir)), tmp_path / "wider", progress=False)
     with pytest.raises(ValueError, match="not a ContextEncoder"):
         train(tiny_ce(photos, init_from=str(run_dir)), tmp_path / "ce", progress=False)
+
+
+def test_train_or_resume_twice_continues_the_run_instead_of_failing(photos, tmp_path):
+    from inpaintlib.train import train_or_resume
+
+    run = train_or_resume(tiny_pconv(photos, steps=2, finetune_steps=0), tmp_path / "run", progress=False)
+    again = train_or_resume(tiny_pconv(photos, steps=3, finetune_steps=0), run, progress=False)
+    assert again == run and [int(r["step"]) for r in read_rows(run / "history.csv")] == [1, 2, 3]

@@ -14,21 +14,26 @@ def _surname(person) -> str:
 
 class AuthorYearLabels(BaseLabelStyle):
     def format_labels(self, sorted_entries):
+        labels = [self._label(entry) for entry in sorted_entries]
+        total = {label: labels.count(label) for label in labels}
         seen: dict[str, int] = {}
-        for entry in sorted_entries:
-            people = entry.persons.get("author") or entry.persons.get("editor") or []
-            names = [_surname(p) for p in people]
-            if not names:
-                who = entry.fields.get("organization", entry.key)
-            elif len(names) == 1:
-                who = names[0]
-            elif len(names) == 2:
-                who = f"{names[0]} and {names[1]}"
-            else:
-                who = f"{names[0]} et al."
-            label = f"{who} {entry.fields.get('year', 'n.d.')}"
+        for label in labels:  # the same author(s) and year twice: 2018a, 2018b
             seen[label] = seen.get(label, 0) + 1
-            yield label if seen[label] == 1 else f"{label}{chr(ord('a') + seen[label] - 1)}"
+            yield label if total[label] == 1 else f"{label}{chr(ord('a') + seen[label] - 1)}"
+
+    @staticmethod
+    def _label(entry) -> str:
+        people = entry.persons.get("author") or entry.persons.get("editor") or []
+        names = [_surname(p) for p in people]
+        if not names:
+            who = entry.fields.get("organization", entry.key)
+        elif len(names) == 1:
+            who = names[0]
+        elif len(names) == 2:
+            who = f"{names[0]} and {names[1]}"
+        else:
+            who = f"{names[0]} et al."
+        return f"{who} {entry.fields.get('year', 'n.d.')}"
 
 
 class AuthorYearStyle(UnsrtStyle):

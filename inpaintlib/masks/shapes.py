@@ -32,18 +32,9 @@ def center_mask(image_size: int = 128, hole_size: int = 56) -> torch.Tensor:
         ValueError: sizes not positive integers, hole not smaller than the image, or an odd
             difference (the hole could not be centred on whole pixels).
     """
-    image_size = positive_int(image_size, "image_size")
-    hole_size = positive_int(hole_size, "hole_size")
-    if hole_size >= image_size:
-        raise ValueError(f"hole_size ({hole_size}) must be smaller than image_size ({image_size})")
-    if (image_size - hole_size) % 2:
-        raise ValueError(
-            f"image_size - hole_size must be even so the hole is centred on whole pixels; "
-            f"got {image_size} - {hole_size} = {image_size - hole_size}"
-        )
-    start = (image_size - hole_size) // 2
+    square = _centred(image_size, hole_size, "hole")
     mask = torch.ones(1, image_size, image_size)
-    mask[:, start : start + hole_size, start : start + hole_size] = 0.0
+    mask[:, square, square] = 0.0
     return mask
 
 
@@ -58,17 +49,22 @@ def center_patch_slice(image_size: int = 128, patch_size: int = 64) -> slice:
         ValueError: sizes not positive integers, patch not smaller than the image, or an odd
             difference.
     """
+    return _centred(image_size, patch_size, "patch")
+
+
+def _centred(image_size: int, size: int, what: str) -> slice:
+    """The slice of a centred ``size`` square in an ``image_size`` image (the sizes checked)."""
     image_size = positive_int(image_size, "image_size")
-    patch_size = positive_int(patch_size, "patch_size")
-    if patch_size >= image_size:
-        raise ValueError(f"patch_size ({patch_size}) must be smaller than image_size ({image_size})")
-    if (image_size - patch_size) % 2:
+    size = positive_int(size, f"{what}_size")
+    if size >= image_size:
+        raise ValueError(f"{what}_size ({size}) must be smaller than image_size ({image_size})")
+    if (image_size - size) % 2:
         raise ValueError(
-            f"image_size - patch_size must be even so the patch is centred on whole pixels; "
-            f"got {image_size} - {patch_size} = {image_size - patch_size}"
+            f"image_size - {what}_size must be even so the {what} is centred on whole pixels; "
+            f"got {image_size} - {size} = {image_size - size}"
         )
-    start = (image_size - patch_size) // 2
-    return slice(start, start + patch_size)
+    start = (image_size - size) // 2
+    return slice(start, start + size)
 
 
 def overlap_band_weights(patch_size: int = 64, overlap: int = 4, band_weight: float = 10.0) -> torch.Tensor:

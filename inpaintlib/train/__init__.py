@@ -38,6 +38,8 @@ train_step`` -> :class:`inpaintlib.losses.PConvLoss`.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .command import cli
 from .config import PROFILES, CEConfig, PConvConfig, TrainConfig, config_from_dict, make_config
 from .loop import train
@@ -55,4 +57,19 @@ __all__ = [
     "resume_config",
     "StepBatchSampler",
     "cli",
+    "train_or_resume",
 ]
+
+
+def train_or_resume(config: TrainConfig, out_dir, **kwargs):
+    """Train ``config`` into ``out_dir``, or continue the run already there (for chapters run twice with
+    ``train=True``, e.g. by papermill: the second run resumes instead of failing on a non-empty folder).
+    Keyword arguments go to :func:`train`. Returns the run directory."""
+    out = Path(out_dir)
+    resume = (out / "checkpoint.pt").is_file() or (out / "weights.pt").is_file()
+    return train(resume_config(out, **_run_length(config)) if resume else config, out, resume=resume, **kwargs)
+
+
+def _run_length(config: TrainConfig) -> dict:
+    """The settings a resume may take from a new config: how long the run goes."""
+    return {k: getattr(config, k) for k in ("steps", "finetune_steps") if hasattr(config, k)}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import re
 import shutil
 import sys
@@ -197,18 +198,38 @@ _WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 
 
 def stable_widget_ids(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Replace the widgets' random model ids (uuid4 hex) by ids numbered in creation order, everywhere they
-    appear (the stored state, references between models, the outputs that display them)."""
+    """Replace the widgets' random model ids (uuid4 hex) by ids numbered in a fixed order, everywhere they
+    appear (the stored state, references between models, the outputs that display them).
+
+    The order does not depend on the random ids: the widgets the outputs display, cell by cell, each followed
+    by the models it refers to (depth first, in sorted key order); then any model left, by its content.
+    """
     state = nb.metadata.get("widgets", {}).get(_WIDGET_STATE, {}).get("state", {})
     if not state:
         return nb
-    text = nbformat.writes(nb)
-    for number, old in enumerate(list(state)):
-        text = text.replace(old, f"{number:032x}")
+    order: list[str] = []
+
+    def visit(model_id: str | None) -> None:
+        if model_id in state and model_id not in order:
+            order.append(model_id)
+            for ref in re.findall(r"IPY_MODEL_([0-9a-f]{32})", json.dumps(state[model_id], sort_keys=True)):
+                visit(ref)
+
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            visit(output.get("data", {}).get("application/vnd.jupyter.widget-view+json", {}).get("model_id"))
+    ids = re.compile("|".join(re.escape(m) for m in state))
+    for model_id in sorted(state, key=lambda m: ids.sub("", json.dumps(state[m], sort_keys=True))):
+        visit(model_id)
+    new_id = {old: f"{number:032x}" for number, old in enumerate(order)}
+    text = ids.sub(lambda match: new_id[match.group(0)], nbformat.writes(nb))
     stable = nbformat.reads(text, as_version=4)
+    widgets = stable.metadata["widgets"][_WIDGET_STATE]
+    widgets["state"] = dict(sorted(widgets["state"].items()))
     nb.clear()
     nb.update(stable)
     return nb
+
 
 
 def clean_file(path: str | Path) -> list[tuple[int, str]]:

@@ -236,3 +236,28 @@ def test_chapter_two_slider_renders_from_the_stored_widget_state() -> None:
     path = require_built_page("book/02_partial_convolution.html")
     with open_page(path.as_uri()) as page:
         page.wait_for_selector(".widget-slider", timeout=60_000)
+
+
+def test_widget_ids_do_not_depend_on_the_random_ids_of_a_run() -> None:
+    """Two runs that differ only in the widgets' random model ids clean to the same notebook."""
+    import uuid
+
+    def run() -> nbformat.NotebookNode:
+        slider, layout = uuid.uuid4().hex, uuid.uuid4().hex
+        nb = nbformat.v4.new_notebook()
+        cell = nbformat.v4.new_code_cell("slider")
+        cell.id = "slider-cell"  # (new cells get random ids too; committed chapters keep theirs)
+        cell.execution_count = 1
+        cell.outputs = [nbformat.v4.new_output("display_data", data={
+            "application/vnd.jupyter.widget-view+json": {"model_id": slider, "version_major": 2, "version_minor": 0},
+            "text/plain": "IntSlider(value=3)"})]
+        nb.cells = [cell]
+        state = {layout: {"model_name": "LayoutModel", "state": {"width": "50%"}},
+                 slider: {"model_name": "IntSliderModel", "state": {"value": 3, "layout": f"IPY_MODEL_{layout}"}}}
+        nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": state}}
+        return nb
+
+    first, second = (nbformat.writes(book.clean_notebook(run())) for _ in range(2))
+    assert first == second
+    assert '"model_id": "00000000000000000000000000000000"' in first  # the displayed slider comes first
+    assert "IPY_MODEL_00000000000000000000000000000001" in first  # then the layout it refers to

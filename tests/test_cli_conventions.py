@@ -9,7 +9,6 @@ import sys
 import urllib.error
 from pathlib import Path
 
-import pytest
 import torch
 
 import inpaintlib

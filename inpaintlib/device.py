@@ -112,17 +112,17 @@ def fast_cuda_flags(enabled: bool = True) -> Iterator[None]:
     These are process-wide switches: a library call must not flip them behind a notebook's back, so the
     training CLI turns them on around its run and ``train()`` only when ``config.global_flags`` asks.
     """
-    keys = ("matmul.allow_tf32", "cudnn.allow_tf32", "cudnn.benchmark")
-    objects = {"matmul": torch.backends.cuda.matmul, "cudnn": torch.backends.cudnn}
-    before = {k: getattr(objects[k.split(".")[0]], k.split(".")[1]) for k in keys}
+    switches = [(torch.backends.cuda.matmul, "allow_tf32"), (torch.backends.cudnn, "allow_tf32"),
+                (torch.backends.cudnn, "benchmark")]
+    before = [getattr(obj, name) for obj, name in switches]
     try:
         if enabled:
-            for k in keys:
-                setattr(objects[k.split(".")[0]], k.split(".")[1], True)
+            for obj, name in switches:
+                setattr(obj, name, True)
         yield
     finally:
-        for k, v in before.items():
-            setattr(objects[k.split(".")[0]], k.split(".")[1], v)
+        for (obj, name), value in zip(switches, before):
+            setattr(obj, name, value)
 
 
 def process_device(device: str | torch.device | None, dist: Distributed) -> torch.device:

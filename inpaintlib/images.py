@@ -41,6 +41,10 @@ def pixel_limit() -> int:
     return limit
 
 
+class _OverPixelLimit(ValueError):
+    """An image refused from its header by :func:`pixel_limit` (its message already names the file)."""
+
+
 @contextlib.contextmanager
 def open_image(path: Path, what: str = "image") -> Iterator[Image.Image]:
     """Open ``path`` with Pillow (header only) after checking it exists and is within :func:`pixel_limit`;
@@ -51,15 +55,15 @@ def open_image(path: Path, what: str = "image") -> Iterator[Image.Image]:
         with Image.open(path) as image:
             pixels, limit = image.width * image.height, pixel_limit()
             if pixels > limit:
-                raise ValueError(
+                raise _OverPixelLimit(
                     f"{what} {path} is {image.width}x{image.height} = {pixels / 1e6:.1f} megapixels, over the "
                     f"limit of {limit / 1e6:g} megapixels (checked before decoding; set INPAINTLIB_MAX_PIXELS "
                     "to allow larger files)"
                 )
             yield image
+    except _OverPixelLimit:
+        raise
     except _READ_ERRORS as error:
-        if isinstance(error, ValueError) and str(error).startswith(f"{what} {path} is "):
-            raise
         raise ValueError(f"cannot read {what} {path}: {type(error).__name__}: {error}") from error
 
 

@@ -6,6 +6,7 @@ sets, and always puts back.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -105,24 +106,48 @@ def all_ok(flag: bool, device: torch.device, dd: Distributed) -> bool:
     return bool(t.item())
 
 
-@contextlib.contextmanager
-def fast_cuda_flags(enabled: bool = True) -> Iterator[None]:
-    """TF32 matrix products and cuDNN autotuning for the block, then the previous settings back.
+# glibc's mallopt parameters (malloc.h) and their defaults.
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_MALLOC_DEFAULTS = {_M_TRIM_THRESHOLD: 128 * 1024, _M_MMAP_MAX: 65536}
 
-    These are process-wide switches: a library call must not flip them behind a notebook's back, so the
+
+def _mallopt(settings: dict[int, int]) -> bool:
+    """Set glibc malloc parameters; False (and nothing set) where the C library is not glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return all(mallopt(param, value) == 1 for param, value in settings.items())
+
+
+@contextlib.contextmanager
+def fast_global_flags(enabled: bool = True) -> Iterator[None]:
+    """Process-wide speed switches for the block, then the previous settings back.
+
+    * CUDA: TF32 matrix products and cuDNN autotuning.
+    * CPU (glibc): freed memory stays in the heap for the next step.  By default glibc hands every
+      block over 32 MiB (a 256 px batch's activations) to ``mmap`` and returns it on ``free``, so each
+      training step page-faults its largest tensors in afresh; measured in bench/RESULTS.md.
+
+    These are process-wide: a library call must not flip them behind a notebook's back, so the
     training CLI turns them on around its run and ``train()`` only when ``config.global_flags`` asks.
     """
     switches = [(torch.backends.cuda.matmul, "allow_tf32"), (torch.backends.cudnn, "allow_tf32"),
                 (torch.backends.cudnn, "benchmark")]
     before = [getattr(obj, name) for obj, name in switches]
+    kept_heap = False
     try:
         if enabled:
             for obj, name in switches:
                 setattr(obj, name, True)
+            kept_heap = _mallopt({_M_MMAP_MAX: 0, _M_TRIM_THRESHOLD: 2**31 - 1})
         yield
     finally:
         for (obj, name), value in zip(switches, before):
             setattr(obj, name, value)
+        if kept_heap:
+            _mallopt(_MALLOC_DEFAULTS)
 
 
 def process_device(device: str | torch.device | None, dist: Distributed) -> torch.device:

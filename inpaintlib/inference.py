@@ -122,7 +122,8 @@ def inpaint(model: nn.Module | str | Path, image: Tensor, mask: Tensor, ensemble
     """
     if isinstance(model, (str, Path)):
         model = load_model(model)
-    if not isinstance(model, (PConvUNet, ContextEncoder)):
+    network = getattr(model, "_orig_mod", model)  # what torch.compile wrapped, if it was compiled
+    if not isinstance(network, (PConvUNet, ContextEncoder)):
         raise ValueError(f"model must be a PConvUNet or a ContextEncoder, got {type(model).__name__}")
     if not isinstance(image, Tensor) or image.ndim not in (3, 4) or image.shape[-3] != 3:
         got = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
@@ -147,7 +148,7 @@ def inpaint(model: nn.Module | str | Path, image: Tensor, mask: Tensor, ensemble
     was_training = model.training
     model.eval()
     try:
-        predict = _predict_pconv if isinstance(model, PConvUNet) else _predict_context_encoder
+        predict = _predict_pconv if isinstance(network, PConvUNet) else _predict_context_encoder
         with torch.no_grad():
             prediction = sum(
                 _undo(predict(model, _apply(x, f, t), _apply(m, f, t)).float(), f, t) for f, t in _symmetries(ensemble)
@@ -175,6 +176,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-large-holes", action="store_true",
                    help=f"fill holes larger than the training range ({MAX_TRAINED_HOLE * 100:.0f} %% of the picture) anyway")
     p.add_argument("--device", default="auto", help="auto (default: cuda, then mps, then cpu), cpu, cuda or mps")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the network first (pays off only for many or large images; see bench/RESULTS.md)")
     p.add_argument("--ensemble", type=int, default=1, choices=ENSEMBLE_SIZES,
                    help="average the predictions for 1 (default), 2, 4 or 8 mirrored copies of the input")
     return p
@@ -212,6 +215,8 @@ def cli(argv: list[str] | None = None) -> int:
     if out.parent and not out.parent.is_dir():
         raise FileNotFoundError(f"output folder {out.parent} does not exist")
     model = load_model(resolve_checkpoint(args.checkpoint), device=resolve_device(args.device))
+    if args.compile:
+        model = torch.compile(model)
     image = load_image(args.image)  # (3, H, W)
     mask = load_mask_png(args.mask, size=tuple(image.shape[-2:]), invert=args.invert_mask)
     ratio = check_cli_mask(mask, args.mask, args.allow_large_holes)

@@ -19,6 +19,10 @@ from inpaintlib.masks.check import check_binary
 __all__ = ["PartialConv2d"]
 
 
+def _count_dtype(x: Tensor) -> torch.dtype:
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
 class PartialConv2d(nn.Conv2d):
     """2-D partial convolution: a ``torch.nn.Conv2d`` that also takes and returns a mask.
 
@@ -101,30 +105,51 @@ class PartialConv2d(nn.Conv2d):
             (``x.dtype``, or the autocast dtype under ``torch.autocast``).
         """
         mask = self._checked_mask(x, mask)
-        per_channel = mask.shape[1] > 1
         kh, kw = self.kernel_size
-
-        # Counting in fp32 keeps window sums exact (bf16 is exact only up to 256, and a
-        # 64-channel 3x3 window holds 576 elements); fp64 inputs get fp64 ratios.
-        count_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-        with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
-            if per_channel:
-                pixels = mask.sum(dim=1, keepdim=True, dtype=count_dtype)  # (N, 1, H, W)
-                window = self.in_channels * kh * kw
-            else:
-                # Every channel shares the mask: N / sum(m_i) = (C_in kh kw) / (C_in * pixel
-                # count) = (kh kw) / pixel count.
-                pixels = mask.to(count_dtype)  # (N, 1, H, W)
-                window = kh * kw
-            ones = torch.ones(1, 1, kh, kw, dtype=count_dtype, device=mask.device)
-            count = F.conv2d(pixels, ones, None, self.stride, self.padding, self.dilation)
-            update = count.clamp(max=1)  # eq. (7): counts are whole numbers, so this is 0/1
-            ratio = (window / count.clamp(min=1)) * update  # N / sum(m_i), 0 in dead windows
-
         if mask.dtype != torch.bool and mask.dtype != x.dtype:
             mask = mask.to(x.dtype)  # keep x's dtype (bf16 stays bf16 under autocast)
         # Masking before the convolution makes the output blind to whatever lies in the hole.
-        out = F.conv2d(x * mask, self.weight, None, self.stride, self.padding, self.dilation)
+        if mask.shape[1] > 1:
+            with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
+                pixels = mask.sum(dim=1, keepdim=True, dtype=_count_dtype(x))  # valid channels per pixel
+            return self._convolve(x * mask, pixels, self.in_channels * kh * kw)
+        # Every channel shares the mask: N / sum(m_i) = (C_in kh kw) / (C_in * pixel count) = (kh kw) / pixel count.
+        return self._convolve(x * mask, mask, kh * kw)
+
+    def forward_premasked(self, x_masked: Tensor, valid_channels: Tensor) -> tuple[Tensor, Tensor]:
+        """Eqs. (6)-(7) for an input that is already multiplied by its per-channel mask.
+
+        ``valid_channels`` ``(N, 1, H, W)`` counts, at each pixel, how many of the ``C_in`` input
+        channels are valid.  Equal to ``forward(x, mask)`` with ``x_masked = x * mask`` and
+        ``valid_channels = mask.sum(1, keepdim=True)``, without building the ``(N, C_in, H, W)`` mask:
+        a U-Net decoder knows its mask as two single-channel masks, one for the upsampled path and
+        one for the skip connection.  Shapes are checked, the values are trusted.
+        """
+        if x_masked.dim() != 4 or x_masked.shape[1] != self.in_channels:
+            raise ValueError(f"x_masked must have shape (N, {self.in_channels}, H, W), got {tuple(x_masked.shape)}")
+        expected = (x_masked.shape[0], 1, *x_masked.shape[2:])
+        if tuple(valid_channels.shape) != expected:
+            raise ValueError(f"valid_channels must have shape {expected}, got {tuple(valid_channels.shape)}")
+        kh, kw = self.kernel_size
+        return self._convolve(x_masked, valid_channels, self.in_channels * kh * kw)
+
+    def _convolve(self, x_masked: Tensor, pixels: Tensor, window: int) -> tuple[Tensor, Tensor]:
+        """Convolve the masked input, rescale by ``window / count`` (eq. (6)), update the mask (eq. (7)).
+
+        ``pixels`` ``(N, 1, H, W)``: the valid elements per pixel, in units such that a window of
+        ``kh x kw`` fully valid pixels counts ``window``.
+        """
+        # Counting in fp32 keeps window sums exact (bf16 is exact only up to 256, and a
+        # 64-channel 3x3 window holds 576 elements); fp64 inputs get fp64 ratios.
+        count_dtype = _count_dtype(x_masked)
+        kh, kw = self.kernel_size
+        with torch.no_grad(), torch.autocast(x_masked.device.type, enabled=False):
+            ones = torch.ones(1, 1, kh, kw, dtype=count_dtype, device=pixels.device)
+            count = F.conv2d(pixels.to(count_dtype), ones, None, self.stride, self.padding, self.dilation)
+            update = count.clamp(max=1)  # eq. (7): counts are whole numbers, so this is 0/1
+            ratio = (window / count.clamp(min=1)) * update  # N / sum(m_i), 0 in dead windows
+
+        out = F.conv2d(x_masked, self.weight, None, self.stride, self.padding, self.dilation)
         # In place: the convolution's backward does not need its own output.
         out.mul_(ratio.to(out.dtype))
         update = update.to(out.dtype)

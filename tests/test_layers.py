@@ -110,6 +110,22 @@ def test_expanded_per_channel_mask_matches_materialised_and_shared_mask():
     assert torch.equal(m_expanded, m_shared) and torch.equal(m_full, m_shared)
 
 
+def test_premasked_input_with_channel_counts_matches_the_per_channel_mask():
+    """A decoder's two single-channel masks (upsampled path, skip path) give the same output and new mask
+    through ``forward_premasked`` as the materialised (N, C_in, H, W) mask through ``forward``."""
+    g = torch.Generator().manual_seed(4)
+    layer = make_layer(7, 4, 3, padding=1)
+    x = torch.randn(2, 7, 10, 10, generator=g)
+    up, skip = random_mask(2, 1, 10, 10, g).float(), random_mask(2, 1, 10, 10, g).float()
+    full = torch.cat([up.expand(-1, 4, -1, -1), skip.expand(-1, 3, -1, -1)], dim=1)
+    y_full, m_full = layer(x, full)
+    y_pre, m_pre = layer.forward_premasked(x * full, 4 * up + 3 * skip)
+    torch.testing.assert_close(y_pre, y_full, rtol=1e-6, atol=1e-6)
+    assert torch.equal(m_pre, m_full)
+    with pytest.raises(ValueError, match="valid_channels must have shape"):
+        layer.forward_premasked(x, full)
+
+
 UNPADDED = [g for g in GEOMETRIES if g[2] == 0] + [(3, 1, 0, 1), (5, 2, 0, 1)]
 
 

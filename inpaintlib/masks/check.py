@@ -57,8 +57,12 @@ def check_binary(mask: torch.Tensor, name: str = "mask") -> None:
 
     The value check every mask goes through -- here, in :class:`~inpaintlib.layers.PartialConv2d` and in
     the models -- with a message that counts the offenders and says how to fix them.
+
+    Skipped while ``torch.compile`` traces or ``torch.export``/ONNX exports: a graph cannot branch on a
+    tensor's values (it would break the compiled graph in two).  Check masks before calling a compiled
+    model; the training engine's masks are binary by construction and ``inpaint`` checks its input.
     """
-    if mask.dtype == torch.bool:
+    if mask.dtype == torch.bool or torch.compiler.is_compiling() or torch.compiler.is_exporting():
         return
     ok = mask.eq(0).logical_or_(mask.eq(1))  # in place: one temporary, not two
     if bool(ok.all()):

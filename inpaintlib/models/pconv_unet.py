@@ -88,13 +88,14 @@ class _DecoderLevel(nn.Module):
     def forward(self, x: Tensor, mask: Tensor, skip: Tensor, skip_mask: Tensor) -> tuple[Tensor, Tensor]:
         x = F.interpolate(x, scale_factor=2.0, mode="nearest")  # (N, C_up, H, W)
         mask = F.interpolate(mask, scale_factor=2.0, mode="nearest")  # (N, 1, H, W)
-        n, _, h, w = x.shape
-        x = torch.cat([x, skip.to(x.dtype)], dim=1)  # (N, C_up + C_skip, H, W)
-        # Each channel keeps the mask of the path it came from.
-        mask = torch.cat(
-            [mask.expand(n, self.c_up, h, w), skip_mask.to(mask.dtype).expand(n, self.c_skip, h, w)], dim=1
-        )  # (N, C_up + C_skip, H, W)
-        x, mask = self.conv(x, mask)
+        skip_mask = skip_mask.to(mask.dtype)
+        # Each channel keeps the mask of the path it came from.  The (N, C_up + C_skip, H, W) mask is
+        # never built: each path is masked by its own single-channel mask, and the valid channels per
+        # pixel are C_up * mask + C_skip * skip_mask.
+        x = torch.cat([x * mask, skip.to(x.dtype) * skip_mask], dim=1)  # (N, C_up + C_skip, H, W)
+        with torch.no_grad():
+            valid_channels = mask.float() * self.c_up + skip_mask.float() * self.c_skip
+        x, mask = self.conv.forward_premasked(x, valid_channels)
         if self.bn is not None:
             x = self.bn(x)
         if self.act is not None:
@@ -202,9 +203,8 @@ class PConvUNet(nn.Module):
             raise ValueError(f"PConvUNet expects mask of shape (N, 1, {h}, {w}) (1 = valid, 0 = hole), got {shape}")
         # The 0/1 check runs once here rather than in each of the ~15 partial convs (one host sync
         # per layer on a GPU); inner layers receive masks that eq. (7) makes binary by construction.
-        # Skipped while exporting (ONNX, torch.export): an exported graph cannot branch on the mask's values.
-        if not torch.compiler.is_exporting():
-            check_binary(mask)
+        # (check_binary is skipped while compiling or exporting: a graph cannot branch on the mask's values.)
+        check_binary(mask)
         if mask.shape[0] != n:
             if mask.shape[0] != 1:
                 raise ValueError(f"mask batch size {mask.shape[0]} does not match image batch size {n} (or 1)")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from inpaintlib.cliname import program
-from inpaintlib.device import fast_cuda_flags
+from inpaintlib.device import fast_global_flags
 from inpaintlib.errors import exits_cleanly
 from inpaintlib.hub import resolve_checkpoint
 from inpaintlib.rundir import writer_lock
@@ -132,7 +132,7 @@ def cli(argv: list[str] | None = None) -> int:
                     raise ValueError(f"{args.out} is a {config.kind!r} run, not {args.kind!r}")
             else:
                 config = make_config(args.kind, args.profile, **overrides)
-            with fast_cuda_flags():  # a process of its own: the command line may set torch's global switches
+            with fast_global_flags():  # a process of its own: the command line may set torch's global switches
                 run_dir = train(config, args.out, resume=args.resume, progress=not args.quiet, command=command)
     except TrainingInterrupted as stop:
         print(f"stopped by {signal.Signals(stop.signal).name} at step {stop.step}; checkpoint: {stop.checkpoint}\n"

@@ -44,7 +44,9 @@ class TrainConfig:
     device: str = setting("auto", "auto (default), cpu, cuda, cuda:N or mps")
     amp: str = setting("auto", "mixed precision (default auto: bf16 where the hardware has it)",
                        choices=["auto", "bf16", "fp16", "off"])
-    channels_last: bool = True  # used on CUDA only: on CPU it gains nothing for PConv and costs the CE ~20 %
+    # channels_last on CUDA always; on CPU where the recipe gains from it (bench/RESULTS.md, "Training step"):
+    # the PConv U-Net (about 25 % faster with oneDNN), not the Context Encoder (about 50 % slower).
+    channels_last: bool = True
     compile: bool = setting(False, "torch.compile the networks")
     num_workers: int | None = setting(None, "DataLoader processes (default: 0 on CPU, cores - 1 up to 16 on CUDA)",
                                       flag="--workers")

@@ -27,7 +27,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from inpaintlib.device import Distributed, fast_cuda_flags, process_device, resolve_amp, setup_distributed
+from inpaintlib.device import Distributed, fast_global_flags, process_device, resolve_amp, setup_distributed
 from inpaintlib.inference import inpaint
 from inpaintlib.runcard import write_run_card
 from inpaintlib.rundir import (
@@ -137,7 +137,7 @@ def _train_locked(config, out_dir, resume, device, progress, callback, command, 
     """:func:`train` once this process is the run directory's only writer."""
     config, checkpoint = settings_for(config, out_dir, resume)
     dev = process_device(device if device is not None else config.device, dist)
-    with fast_cuda_flags(config.global_flags), rng_kept(dev):
+    with fast_global_flags(config.global_flags), rng_kept(dev):
         session = _set_up(config, out_dir, checkpoint, dev, dist, command)
         with stop_requests(not dist.enabled) as stop:
             step = _train_steps(session, progress, callback, stop)

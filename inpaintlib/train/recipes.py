@@ -56,6 +56,7 @@ class Recipe:
     """What differs between the models: networks, optimizers, one training step, inpainting."""
 
     columns: tuple[str, ...] = ()  # the loss terms logged in history.csv
+    channels_last_on_cpu = False  # whether config.channels_last applies on a CPU too (measured per model)
 
     def __init__(self, config: TrainConfig, device: torch.device, amp_dtype: torch.dtype | None, dd: Distributed):
         self.config, self.device, self.amp_dtype, self.dd = config, device, amp_dtype, dd
@@ -64,7 +65,7 @@ class Recipe:
         self.runners: dict[str, nn.Module] = {}  # what the training step calls: locals, DDP-wrapped
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.scalers: dict[str, torch.amp.GradScaler] = {}
-        use_cl = config.channels_last and device.type == "cuda"
+        use_cl = config.channels_last and (device.type == "cuda" or self.channels_last_on_cpu)
         self.memory_format = torch.channels_last if use_cl else torch.contiguous_format
 
     # -- setup helpers
@@ -159,6 +160,7 @@ class PConvRecipe(Recipe):
     """Report §3.2 / §4.2: eq. (12) on irregular masks; phase "finetune" freezes the encoder's BN."""
 
     columns = ("total", "valid", "hole", "perceptual", "style_out", "style_comp", "tv")
+    channels_last_on_cpu = True
     phases = ("train", "finetune")
 
     def __init__(self, config: PConvConfig, device, amp_dtype, dd):
@@ -209,6 +211,7 @@ class CERecipe(Recipe):
     """Report §3.1 / §4.1, Fig 1: per step one discriminator update, then one generator update."""
 
     columns = ("total", "rec", "adv", "d_loss", "d_acc")
+    channels_last_on_cpu = False
 
     def __init__(self, config: CEConfig, device, amp_dtype, dd):
         super().__init__(config, device, amp_dtype, dd)

@@ -182,6 +182,40 @@ def by_operator(size: int, batch: int, steps: int = 3, top: int = 12) -> list[tu
     return [(k, ms) for k, ms in self_ms.most_common(top)] + [("(all operators)", total)]
 
 
+def compile_effect(size: int, batch: int, rounds: int, minutes: float = 10.0) -> list[tuple[str, float, float, int]]:
+    """Eager vs ``torch.compile`` (the generator, as ``--compile`` does; and generator + loss): seconds to the end
+    of the first step (compiling, with inductor's on-disk caches off, so it is the cold cost), median s/step
+    afterwards, and how many steps fit in ``minutes`` of wall time counting the compile."""
+    import torch._inductor.config as inductor
+
+    inductor.fx_graph_cache = False
+    rows = []
+    for name in ("eager", "compiled generator (--compile)", "compiled generator + loss"):
+        torch._dynamo.reset()
+        recipe, _ = bts._our_recipe("pconv", torch.device("cpu"), image_size=size, batch_size=batch,
+                                    layers=bts.PCONV_LAYERS[size], width=64, vgg_weights="hed",
+                                    compile=name != "eager")
+        if name.endswith("+ loss"):
+            recipe.loss = torch.compile(recipe.loss)
+        fmt = recipe.memory_format
+        images = bts.make_images(batch, size, seed=1).contiguous(memory_format=fmt)
+        masks = bts.make_masks(batch, size, seed=2).contiguous(memory_format=fmt)
+        with fast_global_flags():
+            start = time.perf_counter()
+            recipe.train_step(images, masks)
+            first = time.perf_counter() - start
+            recipe.train_step(images, masks)
+            times = []
+            for _ in range(rounds):
+                start = time.perf_counter()
+                recipe.train_step(images, masks)
+                times.append(time.perf_counter() - start)
+        step = statistics.median(times)
+        rows.append((name, first, step, int(max(0.0, minutes * 60 - first) / step) + 1))
+        print(f"  {size} px {name}: first step {first:.1f} s, then {step:.3f} s/step", flush=True)
+    return rows
+
+
 # ----------------------------------------------------------------------------- report
 
 
@@ -226,6 +260,12 @@ def render(results: dict[int, dict], rounds: int, threads: int) -> str:
             rows = results[size]["ablation"]
             cells.append(f"{rows[i][1]:.3f} ({rows[i][1] / rows[0][1]:.2f}x)")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "**torch.compile** (cold compile: inductor's caches off; steps in a 10-minute run, compile included):", ""]
+    lines.append("| px | variant | first step (s) | s/step after | steps in 10 min |")
+    lines.append("|---|---|---:|---:|---:|")
+    for size in sizes:
+        for name, first, step, steps in results[size]["compile"]:
+            lines.append(f"| {size} | {name} | {first:.1f} | {step:.3f} | {steps:,} |")
     return "\n".join(lines) + "\n"
 
 
@@ -255,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
         batch = bts.DEFAULT_PCONV_BATCH[size]
         torch.manual_seed(0)
         results[size] = {"batch": batch, "parts": by_part(size, batch, args.rounds), "ops": by_operator(size, batch),
-                         "ablation": ablation(size, batch, args.rounds)}
+                         "ablation": ablation(size, batch, args.rounds),
+                         "compile": compile_effect(size, batch, args.rounds)}
     text = render(results, args.rounds, torch.get_num_threads())
     print(text)
     if args.write:

@@ -333,3 +333,9 @@ def test_chapters_use_the_books_numbers_not_the_reports(name: str) -> None:
     hits = [(m.group(0), text[max(0, m.start() - 40): m.end() + 20].replace("\n", " "))
             for cell in _chapter_cells(name) for text in _visible_text(cell) for m in REPORT_NUMBER.finditer(text)]
     assert hits == [], f"{name} cites report numbers: {hits[:5]}"
+
+
+@pytest.mark.parametrize("page", ["intro", "04_live_demo", "06_where_next", "glossary"])
+def test_markdown_pages_use_the_books_numbers(page: str) -> None:
+    text = (BOOK / f"{page}.md").read_text()
+    assert [m.group(0) for m in REPORT_NUMBER.finditer(text)] == [], f"{page}.md cites report numbers"

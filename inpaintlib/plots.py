@@ -15,6 +15,7 @@ Fig 8 (:func:`plot_completions`); the evaluation's figures are :func:`plot_metri
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -294,7 +295,7 @@ def image_rows(
             axes[i, j].imshow(to_image(panel))
             frame(axes[i, j])
             if i == 0:
-                axes[i, j].set_title(titles[j], fontsize=11)
+                axes[i, j].set_title(textwrap.fill(titles[j], 14), fontsize=11)  # long titles on two lines
         if row_labels is not None:
             axes[i, 0].set_ylabel(row_labels[i], fontsize=11)
     return fig, axes

@@ -319,10 +319,10 @@ def write_outputs(result: Evaluation, out_dir: str | Path, settings: Mapping) ->
     if result.examples:
         ex = result.examples
         stems = [Path(e.file).stem for e in ex]
-        labels = [f"{s if len(s) <= 22 else s[:20] + '...'}\nhole {e.bucket}" for s, e in zip(stems, ex)]
+        labels = [f"{s if len(s) <= 13 else s[:12] + '…'}\nhole {e.bucket}" for s, e in zip(stems, ex)]
         fig = plot_method_comparison(torch.stack([e.image for e in ex]), torch.stack([e.mask for e in ex]),
                                      {m: torch.stack([e.outputs[m] for e in ex]) for m in result.methods},
-                                     row_labels=labels, size=1.9)
+                                     row_labels=labels, size=1.4)
         files["examples"] = _save(fig, out / "examples.png", dpi=100)
     return files
 

@@ -3,8 +3,8 @@
 Each function takes tensors, arrays, summary rows or a run directory and returns a
 ``matplotlib.figure.Figure`` (the chapter then calls ``plt.show()``), so the same code plots a stored run
 and a run a reader has just trained. Functions that read a run directory only read the files of the
-run-directory contract (``config.json``, ``history.csv``, ``samples/``; see :mod:`inpaintlib.rundir`) and
-title the figure with :func:`inpaintlib.runinfo.run_caption`.
+run-directory contract (``config.json``, ``history.csv``, ``samples/``; see :mod:`inpaintlib.rundir`). They
+carry no run title: the book's figure captions name the run (``inpaintlib.runinfo.run_caption`` gives one).
 
 Figures of the course report reproduced here: Fig 4 (:func:`plot_gan_losses`), Fig 5
 (:func:`plot_discriminator_accuracy`), Fig 6 (:func:`plot_loss_terms`), Fig 7 (:func:`plot_sample_progress`),
@@ -15,6 +15,7 @@ Fig 8 (:func:`plot_completions`); the evaluation's figures are :func:`plot_metri
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -28,7 +29,6 @@ from inpaintlib.losses import DEFAULT_PCONV_WEIGHTS
 from inpaintlib.masks import bucket_sort_key
 from inpaintlib.inpainters import LABELS
 from inpaintlib.rundir import load_config, load_history, sample_paths
-from inpaintlib.runinfo import run_caption
 
 __all__ = [
     "COLORS",
@@ -76,9 +76,18 @@ def image_grid(n: int, ncols: int | None, size: float, aspect: float = 1.0) -> t
     fig, axes = plt.subplots(
         nrows, ncols, figsize=(size * ncols, size * nrows * aspect + 0.3), squeeze=False, layout="constrained"
     )
-    for ax in axes.flat:
-        ax.set_axis_off()
+    for k, ax in enumerate(axes.flat):
+        frame(ax) if k < n else ax.set_axis_off()
     return fig, axes
+
+
+def frame(ax: plt.Axes) -> None:
+    """No ticks, and a thin grey frame, so that a white panel (a mask, a white hole) shows its edge on a white page."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_color("0.55")
+        spine.set_linewidth(0.8)
 
 
 def show_images(
@@ -97,7 +106,7 @@ def show_images(
         arr = to_image(img)
         ax.imshow(arr, cmap=cmap if arr.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
         if titles is not None:
-            ax.set_title(titles[i], fontsize=9)
+            ax.set_title(titles[i], fontsize=11)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     return fig
@@ -129,23 +138,22 @@ def plot_gan_losses(run_dir: str | Path, smooth: int | None = None) -> Figure:
     hist = load_history(run_dir)
     step = hist["step"]
     panels = [
-        ("generator", [("total (eq. 5)", _column(hist, "total")),
-                       ("reconstruction (eq. 3)", _column(hist, "rec")),
+        ("generator", [("total, eq. (3.3)", _column(hist, "total")),
+                       ("reconstruction, eq. (3.1)", _column(hist, "rec")),
                        ("adversarial", _column(hist, "adv"))]),
-        ("discriminator", [("D loss (eq. 4)", _column(hist, "d_loss"))]),
+        ("discriminator", [("D loss, eq. (3.2)", _column(hist, "d_loss"))]),
     ]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.3), layout="constrained")
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.6), layout="constrained")
     for ax, (title, curves) in zip(axes, panels):
         for label, col in curves:
             if col is not None:
                 ax.plot(step, smooth_curve(hist[col], smooth), label=label)
         ax.set_xlabel("step")
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title, fontsize=11)
         ax.grid(alpha=0.3)
-        ax.legend(frameon=False, fontsize=8)
+        ax.legend(frameon=False, fontsize=10)
     axes[0].set_yscale("log")
     _mark_phases(axes, hist)
-    fig.suptitle(run_caption(run_dir), fontsize=9)
     return fig
 
 
@@ -165,8 +173,7 @@ def plot_discriminator_accuracy(run_dir: str | Path, smooth: int | None = None) 
     ax.set_xlabel("step")
     ax.set_ylabel("accuracy")
     ax.grid(alpha=0.3)
-    ax.legend(frameon=False, fontsize=8)
-    ax.set_title(run_caption(run_dir), fontsize=9)
+    ax.legend(frameon=False, fontsize=10)
     return fig
 
 
@@ -179,7 +186,7 @@ def _mark_phases(axes: Sequence[plt.Axes], hist: Mapping[str, np.ndarray]) -> No
         for ax in axes:
             ax.axvline(hist["step"][i + 1], color="gray", ls="--", lw=0.8)
             ax.text(hist["step"][i + 1], 0.98, f" {phase[i + 1]}", transform=ax.get_xaxis_transform(),
-                    va="top", fontsize=7, color="gray")
+                    va="top", fontsize=9, color="gray")
 
 
 def _grid_tiles(grid: np.ndarray, columns: int = 3, pad: int = 2) -> list[list[np.ndarray]]:
@@ -194,7 +201,7 @@ def _grid_tiles(grid: np.ndarray, columns: int = 3, pad: int = 2) -> list[list[n
              for c in range(columns)] for r in range(rows)]
 
 
-def plot_sample_progress(run_dir: str | Path, count: int = 5, rows: int = 4, size: float = 1.6) -> Figure:
+def plot_sample_progress(run_dir: str | Path, count: int = 5, rows: int = 4, size: float = 1.2) -> Figure:
     """Report Fig 7: the run's fixed validation samples at ``count`` evenly spaced logged steps.
 
     Columns: the masked input, the completion at each chosen step, the ground truth; one row per
@@ -208,7 +215,7 @@ def plot_sample_progress(run_dir: str | Path, count: int = 5, rows: int = 4, siz
     grids = [_grid_tiles(np.asarray(Image.open(p).convert("RGB"))) for _, p in chosen]
     n = min(rows, len(grids[0]))
     ncols = len(chosen) + 2
-    fig, axes = plt.subplots(n, ncols, figsize=(size * ncols, size * n + 0.5), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(n, ncols, figsize=(size * ncols, size * n + 0.4), squeeze=False, layout="constrained")
     for r in range(n):
         tiles = [grids[0][r][0]] + [g[r][1] for g in grids] + [grids[-1][r][2]]
         for c, tile in enumerate(tiles):
@@ -217,8 +224,7 @@ def plot_sample_progress(run_dir: str | Path, count: int = 5, rows: int = 4, siz
             axes[r, c].set_yticks([])
     titles = ["input"] + [f"step {step:,}" for step, _ in chosen] + ["ground truth"]
     for c, title in enumerate(titles):
-        axes[0, c].set_title(title, fontsize=8)
-    fig.suptitle(run_caption(run_dir), fontsize=9)
+        axes[0, c].set_title(title, fontsize=11)
     return fig
 
 
@@ -254,7 +260,9 @@ def plot_loss_terms(run_dir: str | Path, smooth: int | None = None, val: bool = 
     if not terms:
         raise ValueError(f"history.csv of {run_dir} has none of the loss columns {LOSS_TERMS}")
     weights = loss_term_weights(run_dir)
-    fig, axes = plt.subplots(2, math.ceil(len(terms) / 2), figsize=(11, 5.2), squeeze=False, layout="constrained")
+    ncols = min(3, len(terms))  # three panels a row keep the figure narrow enough for a book column
+    fig, axes = plt.subplots(math.ceil(len(terms) / ncols), ncols, figsize=(8.4, 2.6 * math.ceil(len(terms) / ncols)),
+                             squeeze=False, layout="constrained")
     for ax in axes.flat[len(terms):]:
         ax.set_axis_off()
     for ax, term in zip(axes.flat, terms):
@@ -264,13 +272,13 @@ def plot_loss_terms(run_dir: str | Path, smooth: int | None = None, val: bool = 
             ok = ~np.isnan(hist[vcol].astype(float))
             ax.plot(hist["step"][ok], hist[vcol][ok], "o-", ms=3, color=COLORS["val"], label="validation")
         weight = weights.get(term)
-        ax.set_title(term + (f"  (weight {weight:g})" if weight is not None else "  (eq. 12)"), fontsize=9)
+        ax.set_title(term + (f"  (weight {weight:g})" if weight is not None else "  (weighted sum)"), fontsize=11)
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
-        ax.set_xlabel("step", fontsize=8)
-    axes.flat[0].legend(frameon=False, fontsize=7)
+        ax.tick_params(labelsize=9)
+        ax.set_xlabel("step", fontsize=10)
+    axes.flat[0].legend(frameon=False, fontsize=10)
     _mark_phases(list(axes.flat[: len(terms)]), hist)
-    fig.suptitle(run_caption(run_dir), fontsize=9)
     return fig
 
 
@@ -285,12 +293,11 @@ def image_rows(
     for i, panels in enumerate(rows):
         for j, panel in enumerate(panels):
             axes[i, j].imshow(to_image(panel))
-            axes[i, j].set_xticks([])
-            axes[i, j].set_yticks([])
+            frame(axes[i, j])
             if i == 0:
-                axes[i, j].set_title(titles[j], fontsize=9)
+                axes[i, j].set_title(textwrap.fill(titles[j], 14), fontsize=11)  # long titles on two lines
         if row_labels is not None:
-            axes[i, 0].set_ylabel(row_labels[i], fontsize=8)
+            axes[i, 0].set_ylabel(row_labels[i], fontsize=11)
     return fig, axes
 
 
@@ -365,7 +372,7 @@ def plot_method_comparison(
     outputs: Mapping[str, Tensor],
     scores: Mapping[str, float | Sequence[float]] | None = None,
     row_labels: Sequence[str] | None = None,
-    size: float = 2.0,
+    size: float = 1.4,
     score_format: str = "{:.1f} dB",
 ) -> Figure:
     """Rows of: the masked input (hole in white), each method's completion, the ground truth.
@@ -389,5 +396,5 @@ def plot_method_comparison(
             value = (scores or {}).get(name)
             if value is not None:
                 value = value if isinstance(value, (int, float)) else value[i]
-                axes[i, j].set_xlabel(score_format.format(float(value)), fontsize=8)
+                axes[i, j].set_xlabel(score_format.format(float(value)), fontsize=10)
     return fig

@@ -1,8 +1,9 @@
 """What the chapters say about a training run: find a stored run, describe it in a caption, note its absence.
 
-Every figure of the book drawn from a run names the run, its hardware, size, steps and minutes
-(:func:`run_caption`), read from the run directory's own ``config.json`` and ``history.csv``
-(the run-directory contract of :mod:`inpaintlib.rundir`), never typed by hand.
+:func:`run_caption` names a run, its hardware, size, steps and minutes, read from the run directory's own
+``config.json`` and ``history.csv`` (the run-directory contract of :mod:`inpaintlib.rundir`), never typed by
+hand. The chapters print it where they load a run, above the figures drawn from it; the figures' captions in
+the book repeat these facts for the stored runs.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from inpaintlib.layers import PartialConv2d
 from inpaintlib.masks import validate_mask
-from inpaintlib.plots import COLORS, image_grid, smooth_curve, to_image
+from inpaintlib.plots import COLORS, frame, image_grid, smooth_curve, to_image
 
 __all__ = [
     "plot_regression_fit",
@@ -62,7 +62,7 @@ def plot_regression_fit(
     ax1.set_yscale("log")
     ax1.set_xlabel("SGD step")
     ax1.set_ylabel("mini-batch loss")
-    ax1.set_title("loss, eq. (1), after each update, eq. (2)", fontsize=10)
+    ax1.set_title("mini-batch loss after each update, eq. (1.2)", fontsize=10)
     ax1.grid(alpha=0.3)
     return fig
 
@@ -114,7 +114,7 @@ def plot_feature_maps(image: Tensor, maps: Tensor, names: Sequence[str]) -> Figu
     """
     if maps.ndim != 3 or maps.shape[0] != len(names):
         raise ValueError(f"maps must be (C, H, W) with one name per channel, got {tuple(maps.shape)} and {len(names)}")
-    fig, axes = image_grid(len(names) + 1, None, 2.3)
+    fig, axes = image_grid(len(names) + 1, None, 1.7)
     axes.flat[0].imshow(to_image(image), cmap="gray", vmin=0, vmax=1)
     axes.flat[0].set_title("input", fontsize=9)
     for ax, fmap, name in zip(axes.flat[1:], maps, names):
@@ -129,7 +129,7 @@ def plot_reconstructions(
 ) -> Figure:
     """Autoencoder figure: training loss (left), originals above their reconstructions (right)."""
     n = min(n, len(originals))
-    fig = plt.figure(figsize=(10, 2.8), layout="constrained")
+    fig = plt.figure(figsize=(8.4, 2.6), layout="constrained")
     sub = fig.subfigures(1, 2, width_ratios=[1, 2.4])
     ax = sub[0].subplots()
     ax.plot(np.arange(1, len(losses) + 1), losses, color=COLORS["train"])
@@ -155,8 +155,12 @@ def plot_gan_toy(
     g_losses: Sequence[float],
 ) -> Figure:
     """2-D GAN: real samples against generated ones at a few steps, and both losses."""
-    fig, axes = plt.subplots(1, len(snapshots) + 1, figsize=(2.6 * (len(snapshots) + 1) + 1.2, 2.9),
-                             layout="constrained")
+    rows = 2 if len(snapshots) > 2 else 1  # snapshots in a block of two rows, the losses beside it
+    cols = math.ceil(len(snapshots) / rows)
+    fig = plt.figure(figsize=(2.2 * cols + 3.8, 2.2 * rows + 0.5), layout="constrained")
+    grid = fig.add_gridspec(rows, cols + 2)
+    axes = [fig.add_subplot(grid[k // cols, k % cols]) for k in range(len(snapshots))]
+    axes.append(fig.add_subplot(grid[:, cols:]))
     lim = float(real.abs().max()) * 1.3
     for ax, (step, fake) in zip(axes[:-1], snapshots):
         ax.scatter(real[:, 0], real[:, 1], s=3, color="black", alpha=0.25, label="real")
@@ -166,15 +170,15 @@ def plot_gan_toy(
         ax.set_aspect("equal")
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_title(f"step {step}", fontsize=9)
-    axes[0].legend(frameon=False, fontsize=7, loc="lower left", markerscale=3)
+        ax.set_title(f"step {step}", fontsize=12)
+    axes[0].legend(frameon=False, fontsize=10, loc="lower left", markerscale=3)
     steps = np.arange(1, len(d_losses) + 1)
     axes[-1].plot(steps, smooth_curve(d_losses), color=COLORS["D"], label="D")
     axes[-1].plot(steps, smooth_curve(g_losses), color=COLORS["G"], label="G")
     axes[-1].axhline(math.log(4), color="gray", ls=":", lw=1)
     axes[-1].set_xlabel("step")
-    axes[-1].set_title("losses (dotted: D at chance)", fontsize=9)
-    axes[-1].legend(frameon=False, fontsize=8)
+    axes[-1].set_title("losses (dotted: D at chance)", fontsize=12)
+    axes[-1].legend(frameon=False, fontsize=10)
     return fig
 
 
@@ -238,7 +242,7 @@ def mean_filter_frame(sequence: Mapping[str, Any], index: int) -> np.ndarray:
     return (np.concatenate([std, gap, part, gap, mask], axis=1) * 255 + 0.5).astype(np.uint8)
 
 
-def plot_mean_filter(sequence: Mapping[str, Any], show: Sequence[int] | None = None, size: float = 1.7) -> Figure:
+def plot_mean_filter(sequence: Mapping[str, Any], show: Sequence[int] | None = None, size: float = 1.2) -> Figure:
     """Report Fig 3: rows standard convolution / partial convolution / partial-convolution mask.
 
     ``show`` picks iteration counts of the sequence to draw (default: all of them).
@@ -251,16 +255,15 @@ def plot_mean_filter(sequence: Mapping[str, Any], show: Sequence[int] | None = N
     fig, axes = plt.subplots(3, len(its), figsize=(size * len(its), size * 3 + 0.4), squeeze=False,
                              layout="constrained")
     for r, (name, frames) in enumerate(rows):
-        for c, frame in enumerate(frames):
+        for c, picture in enumerate(frames):
             ax = axes[r, c]
-            arr = to_image(frame)
+            arr = to_image(picture)
             ax.imshow(arr, cmap="gray" if arr.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
+            frame(ax)
             if r == 0:
-                ax.set_title(f"{its[c]} iteration{'s' if its[c] != 1 else ''}", fontsize=9)
+                ax.set_title(f"{its[c]} iteration{'s' if its[c] != 1 else ''}", fontsize=10)
             if c == 0:
-                ax.set_ylabel(name, fontsize=9)
+                ax.set_ylabel(name, fontsize=11)
     return fig
 
 
@@ -288,7 +291,7 @@ def plot_overlap_weights(context: Tensor, patch_box: tuple[int, int, int, int], 
 
 def plot_loss_maps(maps: Mapping[str, Tensor], values: Mapping[str, float] | None = None, ncols: int = 4) -> Figure:
     """Show what each loss term looks at on one example: one heat map per named (H, W) tensor."""
-    fig, axes = image_grid(len(maps), ncols, 2.5)
+    fig, axes = image_grid(len(maps), ncols, 2.8)
     for ax, (name, m) in zip(axes.flat, maps.items()):
         arr = m.detach().float().cpu().numpy() if isinstance(m, Tensor) else np.asarray(m)
         if arr.ndim == 3 and arr.shape[0] == 3:
@@ -296,7 +299,7 @@ def plot_loss_maps(maps: Mapping[str, Tensor], values: Mapping[str, float] | Non
         else:
             ax.imshow(arr, cmap="magma")
         title = name if values is None or name not in values else f"{name}\n= {values[name]:.4g}"
-        ax.set_title(title, fontsize=8)
+        ax.set_title(title, fontsize=10)
     return fig
 
 
@@ -304,7 +307,7 @@ def plot_loss_maps(maps: Mapping[str, Tensor], values: Mapping[str, float] | Non
 # ---------------------------------------------------------------- chapter 5: data and masks
 def plot_mirror_padding(original: Tensor, padded: Tensor, crops: Sequence[Tensor], pad: tuple[int, int]) -> Figure:
     """A small photo, the same photo mirror-padded to the crop size (original outlined), random crops."""
-    fig, axes = plt.subplots(1, 2 + len(crops), figsize=(2.4 * (2 + len(crops)), 2.8), layout="constrained",
+    fig, axes = plt.subplots(1, 2 + len(crops), figsize=(1.7 * (2 + len(crops)), 2.2), layout="constrained",
                              gridspec_kw={"width_ratios": [1, 1] + [1] * len(crops)})
     axes[0].imshow(to_image(original))
     axes[0].set_title(f"photo {original.shape[-1]}×{original.shape[-2]}", fontsize=9)
@@ -324,10 +327,10 @@ def plot_mirror_padding(original: Tensor, padded: Tensor, crops: Sequence[Tensor
 
 def plot_masks(masks: Sequence[Tensor], labels: Sequence[str], ncols: int = 6) -> Figure:
     """Masks (1 = valid shown white, hole black) with a label each (e.g. hole ratio and bucket)."""
-    fig, axes = image_grid(len(masks), ncols, 1.8)
+    fig, axes = image_grid(len(masks), ncols, 1.4)
     for ax, m, label in zip(axes.flat, masks, labels):
         ax.imshow(to_image(m), cmap="gray", vmin=0, vmax=1)
-        ax.set_title(label, fontsize=8)
+        ax.set_title(label, fontsize=10)
     return fig
 
 

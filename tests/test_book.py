@@ -185,9 +185,15 @@ _PAGE_PROBE = """() => {
   }).map(m => m.textContent.slice(0, 40));
   const images = [...document.images].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src.slice(-80));
   const figures = [...document.querySelectorAll('figure')].filter(f => !f.querySelector('figcaption'));
+  const outputs = [...document.querySelectorAll('.cell_output img')].filter(i => !i.closest('.jupyter-widgets'));
+  const unnumbered = outputs.filter(i => {
+    const caption = i.closest('figure') && i.closest('figure').querySelector('figcaption');
+    const text = caption ? caption.textContent.trim() : '';
+    return !/^Fig\\.\\s*\\d+\\.\\d+\\s*\\S/.test(text);
+  }).map(i => i.src.slice(-60));
   const typeset = document.querySelectorAll('mjx-container').length;
   const tex = document.querySelectorAll('.math, .MathJax_Preview').length;
-  return {rawTables, clipped, images, uncaptioned: figures.length, typeset, tex,
+  return {rawTables, clipped, images, uncaptioned: figures.length, typeset, tex, outputs: outputs.length, unnumbered,
           widest: Math.max(0, ...[...document.querySelectorAll('mjx-container[display="true"]')].map(m => m.scrollWidth))};
 }"""
 
@@ -197,8 +203,9 @@ _PAGE_PROBE = """() => {
 def test_what_a_reader_sees(width: int) -> None:
     """Every page of the built book, at a desktop and a phone width, as a reader would notice it: no Markdown
     table left as raw pipe text, no display equation running past its column (a wide one must scroll), every
-    image loaded, every <figure> with a caption, math typeset, no console error and no request leaving the
-    machine. Screenshots go to _build/html/_screenshots/<page>-<width>.png for reviewers."""
+    image loaded, every <figure> with a caption, on chapter pages every image a cell printed inside a <figure> whose
+    caption starts with a figure number ("Fig. 3.2 ..."), math typeset, no console error and no request leaving
+    the machine. Screenshots go to _build/html/_screenshots/<page>-<width>.png for reviewers."""
     from browser import open_page, require_built_page
 
     pages = _toc_pages()
@@ -222,6 +229,12 @@ def test_what_a_reader_sees(width: int) -> None:
                               ("request leaving the machine", page.outside)]:
                 if bad:
                     problems.append(f"{name} @ {width}px: {what}: {bad[:3]}")
+            if Path(name).name in book.CHAPTERS:
+                if found["unnumbered"]:
+                    problems.append(f"{name} @ {width}px: notebook output image(s) outside a numbered, captioned "
+                                    f"figure: {found['unnumbered'][:3]}")
+                if not found["outputs"]:
+                    problems.append(f"{name} @ {width}px: no notebook output images found (selector out of date?)")
             if found["uncaptioned"]:
                 problems.append(f"{name} @ {width}px: {found['uncaptioned']} figure(s) without a caption")
             if found["tex"] and not found["typeset"]:
@@ -261,3 +274,68 @@ def test_widget_ids_do_not_depend_on_the_random_ids_of_a_run() -> None:
     assert first == second
     assert '"model_id": "00000000000000000000000000000000"' in first  # the displayed slider comes first
     assert "IPY_MODEL_00000000000000000000000000000001" in first  # then the layout it refers to
+
+
+# ------------------------------------------------------------------ figures and numbers in the chapters
+def _chapter_cells(name: str) -> list[nbformat.NotebookNode]:
+    return nbformat.read(BOOK / f"{name}.ipynb", as_version=4).cells
+
+
+@pytest.mark.parametrize("name", book.CHAPTERS)
+def test_every_image_output_is_a_named_captioned_figure(name: str) -> None:
+    """Each code cell that shows an image carries MyST-NB figure metadata (a ``fig-`` name and a caption), and
+    shows one image only (a second one would get the same figure label)."""
+    names = []
+    for cell in _chapter_cells(name):
+        images = [o for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+        if not images:
+            continue
+        figure = cell.metadata.get("mystnb", {}).get("figure", {})
+        assert str(figure.get("name", "")).startswith("fig-") and len(figure.get("caption", "")) > 40, cell.source[:80]
+        assert len(images) == 1, f"{name}: one cell shows {len(images)} images: {cell.source[:80]}"
+        names.append(figure["name"])
+    assert len(names) == len(set(names)), f"{name}: figure names repeat"
+
+
+# A report equation or figure cited by its own number: "eq. 5", "eq. (12)", "eqs. (6)-(7)", "Fig 6", "Figure 3".
+# The book's numbers have the form N.M ("eq. (3.1)", "Fig. 4.2"), and in the sources they are {eq}/{numref} roles.
+REPORT_NUMBER = re.compile(r"\b(?:eqs?|equations?|figs?|figures?)\.?\s*\(?\d+(?![.\d])\)?", re.IGNORECASE)
+
+
+def _visible_text(cell: nbformat.NotebookNode) -> list[str]:
+    """What a reader of the HTML book sees of a cell: markdown; code (comments included) unless the cell is
+    removed; text outputs; figure captions."""
+    tags = cell.metadata.get("tags", [])
+    if cell.cell_type == "markdown":
+        return [cell.source]
+    if cell.cell_type != "code" or "remove-cell" in tags:
+        return []
+    texts = [] if "remove-input" in tags else [cell.source]
+    texts.append(cell.metadata.get("mystnb", {}).get("figure", {}).get("caption", ""))
+    if "remove-output" not in tags:
+        for out in cell.get("outputs", []):
+            texts.append(out.get("text", "") if out.get("output_type") == "stream"
+                         else out.get("data", {}).get("text/plain", "") + out.get("data", {}).get("text/markdown", ""))
+    return texts
+
+
+@pytest.mark.parametrize("text, found", [("see eq. (12) and eqs. (6)-(7)", ["eq. (12)", "eqs. (6)"]),
+                                         ("report Fig 6, Figure 3, eq. 5", ["Fig 6", "Figure 3", "eq. 5"]),
+                                         ("eq. (3.1), Fig. 4.2, eq. {eq}`eq-sgd`, {numref}`fig-ce-losses`", [])])
+def test_report_number_pattern(text: str, found: list[str]) -> None:
+    assert REPORT_NUMBER.findall(text) == found
+
+
+@pytest.mark.parametrize("name", book.CHAPTERS)
+def test_chapters_use_the_books_numbers_not_the_reports(name: str) -> None:
+    """One numbering scheme: chapters refer to equations and figures by the book's numbers; the report's
+    numbers appear only in the table of the notation page."""
+    hits = [(m.group(0), text[max(0, m.start() - 40): m.end() + 20].replace("\n", " "))
+            for cell in _chapter_cells(name) for text in _visible_text(cell) for m in REPORT_NUMBER.finditer(text)]
+    assert hits == [], f"{name} cites report numbers: {hits[:5]}"
+
+
+@pytest.mark.parametrize("page", ["intro", "04_live_demo", "06_where_next", "glossary"])
+def test_markdown_pages_use_the_books_numbers(page: str) -> None:
+    text = (BOOK / f"{page}.md").read_text()
+    assert [m.group(0) for m in REPORT_NUMBER.finditer(text)] == [], f"{page}.md cites report numbers"

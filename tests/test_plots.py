@@ -53,7 +53,7 @@ def test_loss_term_weights_come_from_the_loss_and_the_run(tmp_path):
     assert plots.loss_term_weights(run)["style_out"] == 0.0 and plots.loss_term_weights(run)["hole"] == 3.0
     fig = plots.plot_loss_terms(run)
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert titles == ["valid  (weight 1)", "hole  (weight 3)", "style_out  (weight 0)", "total  (eq. 12)"]
+    assert titles == ["valid  (weight 1)", "hole  (weight 3)", "style_out  (weight 0)", "total  (weighted sum)"]
 
 
 def _summary():

@@ -76,8 +76,8 @@ def plot_adversarial_comparison(runs: Mapping[str, str | Path]) -> Figure:
     """Top: the discriminator's accuracy and the validation PSNR over the steps of each run. Below: each
     run's last sample grid (per row: input, completion, ground truth), the same validation photos."""
     labels = list(runs)
-    fig = plt.figure(figsize=(11, 4.2 + 3.2 * math.ceil(len(labels) / 2)), layout="constrained")
-    top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1.3])
+    fig = plt.figure(figsize=(9, 9), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1, 2])
     ax_acc, ax_psnr = top.subplots(1, 2)
     for label in labels:
         hist = load_history(runs[label])
@@ -88,7 +88,9 @@ def plot_adversarial_comparison(runs: Mapping[str, str | Path]) -> Figure:
             ax_psnr.plot(hist["step"][ok], hist["val_psnr"][ok], marker="o", ms=3, lw=1.2, label=label)
     ax_acc.axhline(0.5, color="gray", ls=":", lw=1)
     ax_acc.set(xlabel="step", ylabel="discriminator accuracy", ylim=(0, 1.02), title="discriminator accuracy (not smoothed)")
-    ax_psnr.set(xlabel="step", ylabel="PSNR (dB)", title="validation PSNR, central hole")
+    photos = sorted({load_config(run).get("val_images") for run in runs.values()}, key=str)
+    ax_psnr.set(xlabel="step", ylabel="PSNR (dB)",
+                title=f"PSNR during training ({' / '.join(map(str, photos))} validation photos)")
     for ax in (ax_acc, ax_psnr):
         ax.grid(alpha=0.3)
         ax.legend(frameon=False, fontsize=9)

@@ -123,9 +123,9 @@ def context_encoder_discriminator_loss(real_logits: Tensor, fake_logits: Tensor)
 
 
 def _mean(t: Tensor) -> Tensor:
-    """``t.mean()`` as a sum divided by the count: the same number, but on a CPU its backward is a
-    single multiply, while ``mean``'s expands and divides a broadcast gradient, 3-4x slower on a
-    channels-last feature map (bench/RESULTS.md, "Training step")."""
+    """``t.mean()`` as a sum divided by the count: the same number. Its backward is one multiply, while
+    ``mean``'s expands and divides a broadcast gradient, several times slower on a CPU for channels-last
+    feature maps; over a whole training step the gain is within noise (bench/RESULTS.md, ablation)."""
     return t.sum() / t.numel()
 
 

@@ -40,6 +40,7 @@ sys.path.insert(0, str(BENCH_DIR))
 sys.path.insert(0, str(BENCH_DIR.parent))
 
 import bench_train_step as bts  # noqa: E402
+from results_md import replace_section  # noqa: E402
 from inpaintlib import losses  # noqa: E402
 from inpaintlib.device import fast_global_flags  # noqa: E402
 from inpaintlib.models import pconv_unet  # noqa: E402
@@ -269,17 +270,6 @@ def render(results: dict[int, dict], rounds: int, threads: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(text: str, path: Path = bts.RESULTS_PATH) -> None:
-    """Replace (or append) the "## Training step profile (CPU)" section of RESULTS.md."""
-    old = path.read_text()
-    start = old.find(SECTION)
-    if start < 0:
-        path.write_text(old.rstrip("\n") + "\n\n" + text)
-        return
-    end = old.find("\n## ", start + len(SECTION))
-    path.write_text(old[:start] + text + (old[end:] if end >= 0 else ""))
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", default="128,256", help="image sizes, comma-separated (default 128,256)")
@@ -300,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     text = render(results, args.rounds, torch.get_num_threads())
     print(text)
     if args.write:
-        write_section(text)
+        replace_section(SECTION, text)
         print(f"wrote {bts.RESULTS_PATH}")
     return 0
 

@@ -32,9 +32,11 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR))
 sys.path.insert(0, str(BENCH_DIR.parent))
 
 from inpaintlib import classical, masks  # noqa: E402
+from results_md import replace_section  # noqa: E402
 from inpaintlib.data import center_crop_pad, load_image, photo_dir  # noqa: E402
 from inpaintlib.hub import resolve_checkpoint  # noqa: E402
 from inpaintlib.inference import inpaint  # noqa: E402
@@ -143,16 +145,6 @@ def render(r: dict, size: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(text: str, path: Path = BENCH_DIR / "RESULTS.md") -> None:
-    old = path.read_text()
-    start = old.find(SECTION)
-    if start < 0:
-        path.write_text(old.rstrip("\n") + "\n\n" + text)
-        return
-    end = old.find("\n## ", start + len(SECTION))
-    path.write_text(old[:start] + text + (old[end:] if end >= 0 else ""))
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", default="pconv-l1", help="run directory, weights.pt or stored run name")
@@ -165,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     text = render(result, args.size)
     print(text)
     if args.write:
-        write_section(text)
+        replace_section(SECTION, text)
     return 0
 
 

@@ -76,8 +76,9 @@ def plot_adversarial_comparison(runs: Mapping[str, str | Path]) -> Figure:
     """Top: the discriminator's accuracy and the validation PSNR over the steps of each run. Below: each
     run's last sample grid (per row: input, completion, ground truth), the same validation photos."""
     labels = list(runs)
-    fig = plt.figure(figsize=(9, 9), layout="constrained")
-    top, bottom = fig.subfigures(2, 1, height_ratios=[1, 2])
+    grid_height = 9 / len(labels) * 4 / 3  # a sample grid is 3 tiles wide and 4 tall
+    fig = plt.figure(figsize=(9, 3 + grid_height), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[3, grid_height])
     ax_acc, ax_psnr = top.subplots(1, 2)
     for label in labels:
         hist = load_history(runs[label])
@@ -99,7 +100,7 @@ def plot_adversarial_comparison(runs: Mapping[str, str | Path]) -> Figure:
         step, path = sample_paths(runs[label])[-1]
         with Image.open(path) as image:
             ax.imshow(np.asarray(image.convert("RGB")))
-        ax.set_title(f"{label}: samples at step {step:,}", fontsize=10)
+        ax.set_title(f"{label}: samples at step {step:,}", fontsize=10 if len(labels) < 3 else 8.5)
         ax.set_xticks([])
         ax.set_yticks([])
     return fig

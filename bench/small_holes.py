@@ -13,6 +13,8 @@ the network (plain inference) and the classical methods fill the hole, and the s
 * **colour bias**: the mean signed error (fill - truth) x 100 per channel in the hole, over all pairs;
 * **resolution**: the same network on the pair upsampled 2x (nearest for the mask), the fill downsampled
   back (area). If a 7x7 stride-2 first layer is what loses thin strokes, seeing them twice as wide helps;
+* **where the bias lives**: the network's fill shifted by the mean error of its own output on the known
+  pixels within 2 px of the hole. If that removes the bias, the network is off on the known side too;
 * **the training masks**: the share of the engine's random training masks (``irregular_mask`` with the
   recipe's ``hole_ratio``) in each evaluation bucket, from 2,000 draws.
 
@@ -67,6 +69,19 @@ def twice_as_large(model: torch.nn.Module, image: torch.Tensor, mask: torch.Tens
     return mask * image + (1 - mask) * small
 
 
+def ring_corrected(model: torch.nn.Module, image: torch.Tensor, mask: torch.Tensor, width: int = 2) -> torch.Tensor:
+    """The network's fill shifted by its own mean error on the known pixels within ``width`` px of the hole.
+
+    The network predicts every pixel, known ones too; if its output is darker than the truth next to the
+    hole, the same shift inside the hole is a fair guess. A diagnosis of where the bias lives, not a method.
+    """
+    with torch.no_grad():
+        raw = model.eval()(image[None] * mask[None], mask[None])[0].clamp(0, 1)
+    ring = (F.max_pool2d(1 - mask[None], 2 * width + 1, stride=1, padding=width)[0] > 0) & (mask > 0)  # (1, H, W)
+    shift = (raw - image)[:, ring[0]].mean(1).view(3, 1, 1)
+    return mask * image + (1 - mask) * (raw - shift).clamp(0, 1)
+
+
 def training_mask_shares(size: int, hole_ratio: tuple[float, float], draws: int = 2000) -> dict[str, float]:
     g = torch.Generator().manual_seed(0)
     counts: dict[str, int] = {}
@@ -82,6 +97,7 @@ def diagnose(checkpoint: str, images_dir: Path, size: int) -> dict:
     methods = {
         "network (plain)": lambda im, m: inpaint(model, im, m),
         "network on the 2x upsampled pair": lambda im, m: twice_as_large(model, im, m),
+        "network, shifted by its error on the known 2-px ring": lambda im, m: ring_corrected(model, im, m),
         "Telea": classical.telea,
         "Navier-Stokes": classical.navier_stokes,
         "biharmonic": classical.biharmonic,

@@ -118,7 +118,7 @@ def _mallopt(settings: dict[int, int]) -> bool:
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False
-    return all(mallopt(param, value) == 1 for param, value in settings.items())
+    return all([mallopt(param, value) == 1 for param, value in settings.items()])  # a list: try every one
 
 
 @contextlib.contextmanager
@@ -136,18 +136,17 @@ def fast_global_flags(enabled: bool = True) -> Iterator[None]:
     switches = [(torch.backends.cuda.matmul, "allow_tf32"), (torch.backends.cudnn, "allow_tf32"),
                 (torch.backends.cudnn, "benchmark")]
     before = [getattr(obj, name) for obj, name in switches]
-    kept_heap = False
     try:
         if enabled:
             for obj, name in switches:
                 setattr(obj, name, True)
-            kept_heap = _mallopt({_M_MMAP_MAX: 0, _M_TRIM_THRESHOLD: 2**31 - 1})
+            _mallopt({_M_MMAP_MAX: 0, _M_TRIM_THRESHOLD: 2**31 - 1})
         yield
     finally:
         for (obj, name), value in zip(switches, before):
             setattr(obj, name, value)
-        if kept_heap:
-            _mallopt(_MALLOC_DEFAULTS)
+        if enabled:
+            _mallopt(_MALLOC_DEFAULTS)  # glibc's defaults (a no-op elsewhere)
 
 
 def process_device(device: str | torch.device | None, dist: Distributed) -> torch.device:

@@ -337,13 +337,15 @@ def build_case(model: str, side: str, size: int, batch: int, device: torch.devic
 class SpeedProbe:
     """A short matmul whose throughput tells whether the machine is in a slow phase right now."""
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, n: int | None = None, dtype: torch.dtype | None = None,
+                 repeats: int | None = None) -> None:
         self.device = device
-        n = 1024 if device.type == "cpu" else 4096
-        dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
+        cpu = device.type == "cpu"
+        n = n or (1024 if cpu else 4096)
+        dtype = dtype or (torch.float32 if cpu else torch.bfloat16)
         g = torch.Generator().manual_seed(0)
         self.a = torch.rand(n, n, generator=g).to(device, dtype)
-        self.repeats = 2 if device.type == "cpu" else 10
+        self.repeats = repeats or (2 if cpu else 10)
         self.flops = 2 * n**3 * self.repeats
 
     def __call__(self) -> float:
@@ -362,18 +364,9 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 2048, trials:
     Measured in this process, at the thread count the steps run with, so a CPU's MFU is relative to what
     its own vector units (AMX / AVX-512 for bf16) reach on the easiest possible workload.
     """
-    g = torch.Generator().manual_seed(1)
-    a = torch.rand(n, n, generator=g).to(device, dtype)
-    b = torch.rand(n, n, generator=g).to(device, dtype)
-    torch.mm(a, b)
-    best = 0.0
-    for _ in range(trials):
-        _sync(device)
-        start = time.perf_counter()
-        torch.mm(a, b)
-        _sync(device)
-        best = max(best, 2 * n**3 / (time.perf_counter() - start))
-    return best
+    probe = SpeedProbe(device, n=n, dtype=dtype, repeats=1)
+    probe()  # warm-up
+    return max(probe() for _ in range(trials))
 
 
 def _rss_kib(field_name: str) -> int:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+from PIL import Image
+from skimage import data as skdata
 
 
 @pytest.fixture(scope="module")
@@ -15,3 +19,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    """Tiny train/val photo folders (scikit-image's sample photos at 96x72) for CPU runs of seconds."""
+    root = tmp_path_factory.mktemp("photos")
+    splits = {"train": ["astronaut", "coffee", "chelsea", "rocket"], "val": ["cat", "immunohistochemistry"]}
+    for split, names in splits.items():
+        (root / split).mkdir()
+        for name in names:
+            Image.fromarray(getattr(skdata, name)()).resize((96, 72)).save(root / split / f"{name}.png")
+    return root

@@ -17,7 +17,7 @@ from inpaintlib.models import ContextDiscriminator, ContextEncoder, PConvUNet
 from inpaintlib.train import train
 from inpaintlib.vgg import VGG16Features
 
-from test_train import photos, tiny_pconv  # noqa: F401  (photos is a fixture)
+from test_train import tiny_pconv
 
 
 def _mask(n: int, size: int, seed: int) -> torch.Tensor:

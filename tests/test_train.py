@@ -19,8 +19,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-from skimage import data as skdata
 
 import inpaintlib.models
 import inpaintlib.train.recipes
@@ -46,17 +44,6 @@ TAIL_COLUMNS = ["lr", "img_per_s", "data_wait", "skipped", "seconds", "val_psnr"
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("photos")
-    splits = {"train": ["astronaut", "coffee", "chelsea", "rocket"], "val": ["cat", "immunohistochemistry"]}
-    for split, names in splits.items():
-        (root / split).mkdir()
-        for name in names:
-            Image.fromarray(getattr(skdata, name)()).resize((96, 72)).save(root / split / f"{name}.png")
-    return root
 
 
 def tiny_config(kind: str, photos: Path, **overrides):

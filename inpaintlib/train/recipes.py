@@ -56,7 +56,8 @@ class Recipe:
     """What differs between the models: networks, optimizers, one training step, inpainting."""
 
     columns: tuple[str, ...] = ()  # the loss terms logged in history.csv
-    channels_last_on_cpu = False  # whether config.channels_last applies on a CPU too (measured per model)
+    channels_last_on_cpu = False  # whether config.channels_last applies on a CPU too (measured per model:
+    # the PConv U-Net gains, the Context Encoder is about 50 % slower; bench/RESULTS.md)
 
     def __init__(self, config: TrainConfig, device: torch.device, amp_dtype: torch.dtype | None, dd: Distributed):
         self.config, self.device, self.amp_dtype, self.dd = config, device, amp_dtype, dd
@@ -211,7 +212,6 @@ class CERecipe(Recipe):
     """Report §3.1 / §4.1, Fig 1: per step one discriminator update, then one generator update."""
 
     columns = ("total", "rec", "adv", "d_loss", "d_acc")
-    channels_last_on_cpu = False
 
     def __init__(self, config: CEConfig, device, amp_dtype, dd):
         super().__init__(config, device, amp_dtype, dd)

@@ -285,3 +285,39 @@ def test_architecture_table_displays_the_rows_as_text_and_html():
         layer_table(model, image_size=128)
     with pytest.raises(ValueError, match="ContextEncoder, ContextDiscriminator or PConvUNet"):
         layer_table(nn.Linear(2, 2))
+
+
+def test_full_resolution_head_starts_as_a_no_op_and_then_learns():
+    torch.manual_seed(0)
+    plain = PConvUNet(image_size=64, width=8).eval()
+    headed = PConvUNet(image_size=64, width=8, head_width=8).eval()
+    headed.load_state_dict({**headed.state_dict(), **plain.state_dict()})
+    image, mask = torch.rand(2, 3, 64, 64), _hole_mask(2, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(headed(image, mask), plain(image, mask), rtol=0, atol=0)
+    # The zero last layer still gets a gradient, so the head can move away from zero.
+    (headed(image, mask) - image).abs().mean().backward()
+    assert headed.head.layers[-1].weight.grad.abs().sum() > 0
+    assert headed.head.layers[0].weight.grad.abs().sum() == 0  # nothing flows past a zero layer yet
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_full_resolution_head_never_reads_the_hole(training):
+    torch.manual_seed(0)
+    model = PConvUNet(image_size=64, width=8, head_width=8)
+    with torch.no_grad():
+        model.head.layers[-1].weight.normal_(0, 0.1)  # a head that does something
+    model.train(training)
+    mask = _hole_mask(3, 64)
+    image = torch.rand(3, 3, 64, 64)
+    other = torch.where(mask.bool(), image, torch.rand(3, 3, 64, 64) * 100)
+    torch.testing.assert_close(model(image, mask), model(other, mask), rtol=0, atol=0)
+    without = PConvUNet(image_size=64, width=8)
+    without.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("head.")})
+    without.train(training)
+    assert not torch.allclose(model(image, mask), without(image, mask))
+
+
+def test_full_resolution_head_rejects_a_negative_width():
+    with pytest.raises(ValueError, match="head_width must be >= 0"):
+        PConvUNet(64, width=8, head_width=-1)

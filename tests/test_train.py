@@ -6,6 +6,8 @@ from scikit-image written into a temporary folder.
 
 from __future__ import annotations
 
+import copy
+
 import csv
 import json
 import math
@@ -606,3 +608,75 @@ def test_train_or_resume_twice_continues_the_run_instead_of_failing(photos, tmp_
     run = train_or_resume(tiny_pconv(photos, steps=2, finetune_steps=0), tmp_path / "run", progress=False)
     again = train_or_resume(tiny_pconv(photos, steps=3, finetune_steps=0), run, progress=False)
     assert again == run and [int(r["step"]) for r in read_rows(run / "history.csv")] == [1, 2, 3]
+
+
+def test_init_from_gives_a_run_without_a_head_a_full_resolution_head(photos, reference, tmp_path):
+    run_dir, _ = reference
+    donor = load_model(run_dir)
+    image, mask = torch.rand(2, 3, 64, 64), torch.ones(2, 1, 64, 64)
+    mask[..., 20:40, 10:30] = 0
+    seen = {}
+
+    def first_step(info):
+        if info["step"] == 1:
+            net = copy.deepcopy(info["networks"]["generator"]).float().eval()
+            net.load_state_dict(donor.state_dict(), strict=False)  # the BN statistics one step moved
+            with torch.no_grad():
+                seen["out"] = net(image, mask)
+
+    config = tiny_pconv(photos, steps=1, finetune_steps=0, lr=1e-12, init_from=str(run_dir), head_width=4)
+    train(config, tmp_path / "headed", progress=False, callback=first_step)
+    with torch.no_grad():  # the head starts at zero and a learning rate of ~0 keeps it there
+        torch.testing.assert_close(seen["out"], donor(image, mask), atol=1e-5, rtol=0)
+    assert load_model(tmp_path / "headed").head_width == 4
+
+
+def test_discriminator_steps_are_skipped_while_its_accuracy_is_above_d_max_accuracy(photos, tmp_path):
+    def discriminator(steps: int, **overrides) -> dict[str, torch.Tensor]:
+        run = tmp_path / f"ce-{steps}-{overrides}"
+        train(tiny_ce(photos, steps=steps, **overrides), run, progress=False)
+        return torch.load(run / "checkpoint.pt", weights_only=True)["models"]["discriminator"]
+
+    # d_max_accuracy=0: every batch is told apart better than that, so the discriminator never moves
+    frozen_1, frozen_3 = discriminator(1, d_max_accuracy=0.0), discriminator(3, d_max_accuracy=0.0)
+    moving_1, moving_3 = discriminator(1), discriminator(3)
+    weights = [k for k, v in frozen_1.items() if v.is_floating_point() and "running" not in k]
+    assert all(torch.equal(frozen_1[k], frozen_3[k]) for k in weights)
+    assert any(not torch.equal(moving_1[k], moving_3[k]) for k in weights)
+    with pytest.raises(ValueError, match="d_max_accuracy must be in"):
+        train(tiny_ce(photos, d_max_accuracy=1.5), tmp_path / "bad", progress=False)
+
+
+def test_the_head_learns_at_head_lr_scale_times_the_learning_rate_in_both_phases_and_after_resume():
+    from inpaintlib.device import Distributed
+
+    config = PConvConfig(image_size=64, width=8, head_width=4, head_lr_scale=10, steps=1, finetune_steps=1,
+                         vgg_weights="hed", lr=2e-4, finetune_lr=1e-5)
+    recipe = inpaintlib.train.recipes.PConvRecipe(config, torch.device("cpu"), None, Distributed())
+    head = {id(p) for p in recipe.networks["generator"].head.parameters()}
+
+    def rates() -> dict[str, float]:
+        groups = recipe.optimizers["generator"].param_groups
+        return {"head" if all(id(p) in head for p in g["params"]) else "unet": g["lr"] for g in groups}
+
+    assert rates() == {"unet": 2e-4, "head": pytest.approx(2e-3)}
+    recipe.enter_phase("finetune")  # a new optimizer without the frozen BN parameters
+    assert rates() == {"unet": 1e-5, "head": pytest.approx(1e-4)}
+    recipe.load_state_dict(recipe.state_dict())  # resume puts the configured rates back, scaled
+    assert rates() == {"unet": 1e-5, "head": pytest.approx(1e-4)}
+    with pytest.raises(ValueError, match="head_lr_scale must be a positive number"):
+        make_config("pconv", "cpu", head_lr_scale=0.0)
+
+
+def test_a_resume_takes_head_lr_scale_from_the_config_not_from_the_checkpoint():
+    from inpaintlib.device import Distributed
+
+    def recipe(scale: float):
+        config = PConvConfig(image_size=64, width=8, head_width=4, head_lr_scale=scale, steps=1, finetune_steps=1,
+                             vgg_weights="hed", lr=2e-4, finetune_lr=1e-5)
+        return inpaintlib.train.recipes.PConvRecipe(config, torch.device("cpu"), None, Distributed())
+
+    saved = recipe(10.0).state_dict()
+    resumed = recipe(50.0)
+    resumed.load_state_dict(saved)
+    assert [g["lr"] for g in resumed.optimizers["generator"].param_groups] == [2e-4, pytest.approx(1e-2)]

@@ -16,6 +16,9 @@ Layout for ``L`` levels (``L = 7`` at 256 px, ``8`` at 512 px as in Liu et al.):
 After the concatenation, features from the upsampled path and from the skip connection
 have different masks, so the decoder's partial convolutions get a per-channel mask
 ``(N, C_up + C_skip, H, W)``.
+
+Optional, not in the report: ``head_width > 0`` adds a full-resolution head (:class:`FullResolutionHead`)
+after the last decoder level; see there for why.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from torch import Tensor, nn
 from inpaintlib.layers import PartialConv2d
 from inpaintlib.masks.check import check_binary
 
-__all__ = ["PConvUNet", "freeze_encoder_batchnorm", "default_layers"]
+__all__ = ["PConvUNet", "FullResolutionHead", "freeze_encoder_batchnorm", "default_layers"]
 
 # The last layer starts with weights this much smaller than PyTorch's default, so the
 # sigmoid begins near 0.5 with a useful gradient instead of saturating where the partial
@@ -103,6 +106,40 @@ class _DecoderLevel(nn.Module):
         return x, mask
 
 
+class FullResolutionHead(nn.Module):
+    """Three 3x3 convolutions at full resolution that correct the U-Net's output (not in the report).
+
+    In the report's U-Net only the last decoder level works at full resolution, and it is one linear
+    3x3 partial convolution: thin holes, where diffusion is near perfect, are filled from features
+    computed at half resolution or less (7x7 stride-2 first layer).  ``bench/small_holes.py`` measured
+    the cost: on 1-10 % holes the error sits in the pixels 1-2 px from a known pixel.  The head reads
+    the composite ``M * x + (1 - M) * sigmoid(logits)`` and the mask ``(N, 4, H, W)``, which have no
+    holes, so plain convolutions (replicate padding) suffice; the middle one is dilated (receptive field
+    9x9).  It returns a correction of the logits ``(N, 3, H, W)``.  Its last convolution starts at zero,
+    so a U-Net with a new head computes exactly what it computed without one, and a trained U-Net can
+    be given a head and trained further (``--init-from``).
+    """
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        if width < 1:
+            raise ValueError(f"head width must be >= 1, got {width}")
+        conv = lambda c_in, c_out, dilation=1: nn.Conv2d(  # noqa: E731
+            c_in, c_out, 3, padding=dilation, dilation=dilation, padding_mode="replicate"
+        )
+        self.layers = nn.Sequential(
+            conv(4, width), nn.LeakyReLU(0.2, inplace=True),
+            conv(width, width, dilation=2), nn.LeakyReLU(0.2, inplace=True),
+            conv(width, 3),
+        )  # fmt: skip
+        with torch.no_grad():
+            self.layers[-1].weight.zero_()
+            self.layers[-1].bias.zero_()
+
+    def forward(self, composite: Tensor, mask: Tensor) -> Tensor:
+        return self.layers(torch.cat([composite, mask.to(composite.dtype)], dim=1))
+
+
 class PConvUNet(nn.Module):
     """Partial-convolution U-Net of Liu et al. (report §3.2, Fig 2).
 
@@ -113,6 +150,8 @@ class PConvUNet(nn.Module):
         layers: number of encoder (and decoder) levels; ``None`` gives
             ``log2(image_size) - 1`` (see :func:`default_layers`).
         width: channels of the first level (64 in the paper); deeper levels use up to 8x.
+        head_width: channels of the optional :class:`FullResolutionHead` (0, the default, is the
+            report's network without it).
 
     ``forward(image, mask)``: ``image`` ``(N, 3, H, W)`` in [0, 1], ``mask`` ``(N, 1, H, W)``
     (or ``(1, 1, H, W)``, shared by the batch), 1 = valid, 0 = hole, float or bool.
@@ -123,7 +162,7 @@ class PConvUNet(nn.Module):
     Call :func:`freeze_encoder_batchnorm` before the fine-tuning phase (report §4.2).
     """
 
-    def __init__(self, image_size: int = 256, layers: int | None = None, width: int = 64) -> None:
+    def __init__(self, image_size: int = 256, layers: int | None = None, width: int = 64, head_width: int = 0) -> None:
         super().__init__()
         if layers is None:
             layers = default_layers(image_size)
@@ -131,6 +170,8 @@ class PConvUNet(nn.Module):
             raise ValueError(f"layers must be >= 1, got {layers}")
         if width < 1:
             raise ValueError(f"width must be >= 1, got {width}")
+        if head_width < 0:
+            raise ValueError(f"head_width must be >= 0 (0 = no head), got {head_width}")
         if image_size % (2**layers):
             raise ValueError(
                 f"image_size={image_size} is not a multiple of 2**layers = {2**layers}; "
@@ -139,6 +180,7 @@ class PConvUNet(nn.Module):
         self.image_size = image_size
         self.layers = layers
         self.width = width
+        self.head_width = head_width
         self.encoder_bn_frozen = False
 
         plan = _encoder_plan(layers, width)
@@ -156,6 +198,7 @@ class PConvUNet(nn.Module):
         )
         with torch.no_grad():
             self.decoders[0].conv.weight.mul_(_LAST_LAYER_INIT_SCALE)
+        self.head = FullResolutionHead(head_width) if head_width else None
 
     @property
     def multiple(self) -> int:
@@ -164,15 +207,18 @@ class PConvUNet(nn.Module):
 
     def forward(self, image: Tensor, mask: Tensor) -> Tensor:
         mask = self._check_inputs(image, mask)
-        mask = mask.to(image.dtype)
-        x = image * mask  # x_in = M ⊙ x: the hole's content never enters the network
-        stack = [(x, mask)]  # (features, mask) at the input of each encoder level
+        m_in = mask = mask.to(image.dtype)
+        x_in = image * mask  # x_in = M ⊙ x: the hole's content never enters the network
+        stack = [(x_in, mask)]  # (features, mask) at the input of each encoder level
         for enc in self.encoders:
             stack.append(enc(*stack[-1]))
         x, mask = stack.pop()
         for dec in reversed(self.decoders):
             skip, skip_mask = stack.pop()
             x, mask = dec(x, mask, skip, skip_mask)
+        if self.head is not None:
+            composite = x_in + (1 - m_in) * torch.sigmoid(x).to(x_in.dtype)
+            x = x + self.head(composite, m_in).to(x.dtype)
         return torch.sigmoid(x)
 
     def train(self, mode: bool = True) -> PConvUNet:

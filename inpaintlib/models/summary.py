@@ -58,6 +58,8 @@ def _blocks(model: nn.Module, image_size: int | None) -> tuple[list[tuple[str, n
             # the last level has no activation module: the model applies a sigmoid to its output
             names = ["up x2 + concat", *_layer_names(dec)] + (["sigmoid"] if dec.act is None else [])
             blocks.append((f"dec{i + 1}", dec, names))
+        if model.head is not None:
+            blocks.append(("head", model.head, ["composite + mask", *_layer_names(model.head), "added to dec1"]))
         return blocks, (torch.zeros(1, 3, size, size), torch.ones(1, 1, size, size))
     if isinstance(model, (ContextEncoder, ContextDiscriminator)):
         size = INPUT_SIZE if isinstance(model, ContextEncoder) else PATCH_SIZE

@@ -83,6 +83,9 @@ class CEConfig(TrainConfig):
     overlap_weight: float = 10.0
     w_rec: float = 0.999  # eq. (5)
     w_adv: float = setting(0.001, "weight of the adversarial term in eq. (5) (default 0.001; 0 = L2 only)")
+    d_max_accuracy: float = setting(
+        1.0, "skip the discriminator's update in a step where its accuracy on that step's real and generated "
+        "patches (before the update) is above this (default 1: never skip; not in the report)")
 
     kind: ClassVar[str] = "ce"
 
@@ -99,6 +102,9 @@ class PConvConfig(TrainConfig):
     batch_size: int = 6
     width: int = 64
     layers: int | None = setting(None, "encoder levels (default log2(size) - 1)")
+    head_width: int = setting(0, "channels of the full-resolution head after the U-Net (default 0: none, "
+                              "the report's network; inpaintlib.models.FullResolutionHead)")
+    head_lr_scale: float = setting(1.0, "the head learns at this times the learning rate (default 1)")
     steps: int = 233_600  # phase "train"
     finetune_steps: int = setting(116_800, "steps of the fine-tuning phase (encoder BN frozen)")
     lr: float = setting(2e-4, "Adam learning rate of the first phase (default 2e-4)")
@@ -222,10 +228,15 @@ def validate_config(c: TrainConfig) -> None:
                 f"expected hole_size < patch_size < image_size and patch_size - hole_size = 2 * overlap; "
                 f"got hole {c.hole_size}, patch {c.patch_size}, overlap {c.overlap}"
             )
+        if not 0 <= c.d_max_accuracy <= 1:
+            raise ValueError(f"d_max_accuracy must be in [0, 1] (1 = never skip), got {c.d_max_accuracy}")
         if c.patch_size != 64:
             raise ValueError(f"the Context Encoder predicts a 64x64 patch; got patch_size={c.patch_size}")
     if isinstance(c, PConvConfig):
         positive("finetune_steps", allow_zero=True)
+        positive("head_width", allow_zero=True)
+        if not (math.isfinite(c.head_lr_scale) and c.head_lr_scale > 0):
+            raise ValueError(f"head_lr_scale must be a positive number, got {c.head_lr_scale!r}")
         if c.layers is not None:
             positive("layers")
         layers = c.layers if c.layers is not None else int(math.log2(c.image_size)) - 1
@@ -256,6 +267,7 @@ RESUMABLE_CHANGES = {
     "finetune_lr",
     "lr_g",
     "lr_d",
+    "head_lr_scale",
     "device",
     "num_workers",
     "log_every",

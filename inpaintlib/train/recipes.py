@@ -33,8 +33,24 @@ __all__ = ["Recipe", "PConvRecipe", "CERecipe", "RECIPES"]
 
 
 def _adam(params, lr: float, betas: tuple[float, float], device: torch.device) -> torch.optim.Adam:
+    """Adam over ``params`` (tensors, or param groups with an optional ``lr_scale``: the group then runs
+    at ``lr * lr_scale``)."""
+    params = list(params)
+    groups = params if params and isinstance(params[0], dict) else [{"params": params}]
+    groups = [{**g, "lr": lr * g.get("lr_scale", 1.0)} for g in groups]
     # Fused (one kernel for all tensors) on CUDA and CPU; both are deterministic, so resume stays exact.
-    return torch.optim.Adam(list(params), lr=lr, betas=tuple(betas), fused=device.type in ("cuda", "cpu"))
+    return torch.optim.Adam(groups, lr=lr, betas=tuple(betas), fused=device.type in ("cuda", "cpu"))
+
+
+def _pconv_groups(net: PConvUNet, head_lr_scale: float) -> list[dict]:
+    """The trainable parameters of ``net`` as param groups: the U-Net's, and the full-resolution head's
+    (if any) at ``head_lr_scale`` times the learning rate."""
+    head = {id(p) for p in net.head.parameters()} if net.head is not None else set()
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in trainable if id(p) not in head]}]
+    if head:
+        groups.append({"params": [p for p in trainable if id(p) in head], "lr_scale": head_lr_scale})
+    return groups
 
 
 def _load_initial_weights(module: nn.Module, source: str) -> None:
@@ -44,7 +60,12 @@ def _load_initial_weights(module: nn.Module, source: str) -> None:
     if type(donor) is not type(module):
         raise ValueError(f"init_from {source} holds a {type(donor).__name__}, not a {type(module).__name__}")
     try:
-        module.load_state_dict(donor.state_dict())
+        state = donor.state_dict()
+        # A donor without a full-resolution head may start a model with one: the head starts at zero
+        # (it then adds nothing) and is the only thing left out.
+        if getattr(module, "head", None) is not None and getattr(donor, "head", None) is None:
+            state.update({f"head.{k}": v for k, v in module.head.state_dict().items()})
+        module.load_state_dict(state)
     except RuntimeError as error:
         raise ValueError(
             f"init_from {source}: its weights do not fit this model (same width, layers and bottleneck needed): "
@@ -149,9 +170,10 @@ class Recipe:
             m.load_state_dict(state["models"][k])
         lrs = self.configured_lr()
         for k, o in self.optimizers.items():
+            scales = [group.get("lr_scale", 1.0) for group in o.param_groups]  # from the config, not the checkpoint
             o.load_state_dict(state["optimizers"][k])
-            for group in o.param_groups:
-                group["lr"] = lrs[k]
+            for group, scale in zip(o.param_groups, scales):
+                group["lr_scale"], group["lr"] = scale, lrs[k] * scale
         for k, s in self.scalers.items():
             if state["scalers"].get(k):
                 s.load_state_dict(state["scalers"][k])
@@ -166,15 +188,18 @@ class PConvRecipe(Recipe):
 
     def __init__(self, config: PConvConfig, device, amp_dtype, dd):
         super().__init__(config, device, amp_dtype, dd)
-        self._add_network("generator", PConvUNet(config.image_size, config.layers, config.width))
+        self._add_network("generator", PConvUNet(config.image_size, config.layers, config.width, config.head_width))
         features = VGG16Features(weights=config.vgg_weights)
         self.loss = PConvLoss(features, config.loss_weights).to(self.device, memory_format=self.memory_format)
-        self.optimizers["generator"] = _adam(self.networks["generator"].parameters(), config.lr, config.betas, device)
+        self.optimizers["generator"] = _adam(
+            _pconv_groups(self.networks["generator"], config.head_lr_scale), config.lr, config.betas, device
+        )
         self._phase = "train"
 
     def model_args(self) -> dict[str, Any]:
         net = self.networks["generator"]
-        return {"image_size": net.image_size, "layers": net.layers, "width": net.width}
+        args = {"image_size": net.image_size, "layers": net.layers, "width": net.width}
+        return {**args, "head_width": net.head_width} if net.head_width else args
 
     def phase(self, step: int) -> str:
         return "train" if step < self.config.steps else "finetune"
@@ -187,8 +212,8 @@ class PConvRecipe(Recipe):
         net = self.networks["generator"]
         freeze_encoder_batchnorm(net)
         self._wrap("generator")  # DDP must be rebuilt: its set of parameters to reduce has changed
-        params = [p for p in net.parameters() if p.requires_grad]
-        self.optimizers["generator"] = _adam(params, self.config.finetune_lr, self.config.betas, self.device)
+        groups = _pconv_groups(net, self.config.head_lr_scale)
+        self.optimizers["generator"] = _adam(groups, self.config.finetune_lr, self.config.betas, self.device)
         self._phase = phase
 
     def lr(self) -> dict[str, float]:
@@ -254,7 +279,12 @@ class CERecipe(Recipe):
         self._backward("discriminator", discriminator_half_loss(logit_fake, real=False))
         d_terms = context_encoder_discriminator_loss(logit_real.detach(), logit_fake.detach())  # for the log
         ok_d = all_ok(bool(torch.isfinite(d_terms["total"])), self.device, self.dd)
-        self._step("discriminator", ok_d)
+        # Balance (not in the report): a discriminator that already tells this batch apart better than
+        # d_max_accuracy is not updated, so it cannot win outright (the logged d_acc is the pre-update one).
+        balanced = c.d_max_accuracy >= 1 or all_ok(
+            float(d_terms["accuracy"]) <= c.d_max_accuracy, self.device, self.dd
+        )
+        self._step("discriminator", ok_d and balanced)
 
         # Generator, eq. (5), with fresh scores from the updated discriminator. The discriminator
         # is called without its DDP wrapper and with frozen parameters: no gradient is needed there.

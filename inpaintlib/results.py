@@ -130,15 +130,17 @@ def paired_margin(rows: Sequence[Mapping], bucket: str, metric: str, method: str
 def format_leads(rows: Sequence[Mapping], table: Sequence[Mapping], method: str = "pconv") -> str:
     """For each bucket of :func:`against_classical`'s ``table``: ``method``'s lead over the best classical
     method of that bucket, mean ± standard error over the bucket's pairs (:func:`paired_margin` on the
-    per-pair ``rows`` of metrics.csv), for PSNR and hole L1, and on how many pairs it is better."""
-    lines = ["lead over the best classical method, mean ± standard error over the bucket's pairs:"]
+    per-pair ``rows`` of metrics.csv), for PSNR and hole L1, and on how many pairs its hole L1 is better.
+    A text table of at most 76 columns; positive always means ``method`` is better."""
+    lines = ["lead over the best classical method (mean ± SE over the bucket's pairs):",
+             f"{'bucket':>8} | {'PSNR (dB)':<13} {'vs':<10} | {'hole L1 x100':<13} {'vs':<10} | L1 better"]
     for t in table:
         if t["bucket"] == "all":
             continue
         psnr = paired_margin(rows, t["bucket"], "psnr", method, t["best_psnr"][1])
         l1 = paired_margin(rows, t["bucket"], "l1_hole", method, t["best_l1"][1])
-        lines.append(f"{t['bucket']:>8}: PSNR {psnr['mean']:+.2f} ± {psnr['se']:.2f} dB vs {t['best_psnr'][1]}, "
-                     f"hole L1 {l1['mean']:+.2f} ± {l1['se']:.2f} vs {t['best_l1'][1]} ({l1['better']}/{l1['n']})")
+        lines.append(f"{t['bucket']:>8} | {psnr['mean']:+.2f} ± {psnr['se']:.2f}  {t['best_psnr'][1]:<10} | "
+                     f"{l1['mean']:+.2f} ± {l1['se']:.2f}  {t['best_l1'][1]:<10} | {l1['better']}/{l1['n']}")
     return "\n".join(lines)
 
 

@@ -269,10 +269,11 @@ def test_paired_margin_compares_the_same_pairs_and_points_the_sign_to_better(pho
     # format_leads prints the same margins against each bucket's best rival
     table = results.against_classical(res.summary, method="mean", others=("telea",))
     text = results.format_leads(rows, table, method="mean").splitlines()
-    assert len(text) == 1 + sum(t["bucket"] != "all" for t in table)
+    assert len(text) == 2 + sum(t["bucket"] != "all" for t in table)
+    assert max(map(len, text)) <= 76  # fits the book's output box
     lead = results.paired_margin(rows, bucket, "psnr", "mean", "telea")
-    line = next(x for x in text if x.strip().startswith(f"{bucket}:"))
-    assert f"PSNR {lead['mean']:+.2f} ± {lead['se']:.2f} dB vs telea" in line
+    line = next(x for x in text if x.strip().startswith(f"{bucket} |"))
+    assert f"| {lead['mean']:+.2f} ± {lead['se']:.2f}  telea" in line
 
 
 def test_against_classical_reads_a_written_summary_and_needs_a_strict_win(tmp_path):

@@ -7,7 +7,6 @@ from scikit-image written into a temporary folder.
 from __future__ import annotations
 
 import copy
-
 import csv
 import json
 import math
@@ -647,12 +646,17 @@ def test_discriminator_steps_are_skipped_while_its_accuracy_is_above_d_max_accur
         train(tiny_ce(photos, d_max_accuracy=1.5), tmp_path / "bad", progress=False)
 
 
-def test_the_head_learns_at_head_lr_scale_times_the_learning_rate_in_both_phases_and_after_resume():
+def head_recipe(head_lr_scale: float) -> inpaintlib.train.recipes.PConvRecipe:
+    """A tiny PConv recipe with a full-resolution head, on the CPU, in one process."""
     from inpaintlib.device import Distributed
 
-    config = PConvConfig(image_size=64, width=8, head_width=4, head_lr_scale=10, steps=1, finetune_steps=1,
-                         vgg_weights="hed", lr=2e-4, finetune_lr=1e-5)
-    recipe = inpaintlib.train.recipes.PConvRecipe(config, torch.device("cpu"), None, Distributed())
+    config = PConvConfig(image_size=64, width=8, head_width=4, head_lr_scale=head_lr_scale, steps=1,
+                         finetune_steps=1, vgg_weights="hed", lr=2e-4, finetune_lr=1e-5)
+    return inpaintlib.train.recipes.PConvRecipe(config, torch.device("cpu"), None, Distributed())
+
+
+def test_the_head_learns_at_head_lr_scale_times_the_learning_rate_in_both_phases_and_after_resume():
+    recipe = head_recipe(10.0)
     head = {id(p) for p in recipe.networks["generator"].head.parameters()}
 
     def rates() -> dict[str, float]:
@@ -669,14 +673,7 @@ def test_the_head_learns_at_head_lr_scale_times_the_learning_rate_in_both_phases
 
 
 def test_a_resume_takes_head_lr_scale_from_the_config_not_from_the_checkpoint():
-    from inpaintlib.device import Distributed
-
-    def recipe(scale: float):
-        config = PConvConfig(image_size=64, width=8, head_width=4, head_lr_scale=scale, steps=1, finetune_steps=1,
-                             vgg_weights="hed", lr=2e-4, finetune_lr=1e-5)
-        return inpaintlib.train.recipes.PConvRecipe(config, torch.device("cpu"), None, Distributed())
-
-    saved = recipe(10.0).state_dict()
-    resumed = recipe(50.0)
+    saved = head_recipe(10.0).state_dict()
+    resumed = head_recipe(50.0)
     resumed.load_state_dict(saved)
     assert [g["lr"] for g in resumed.optimizers["generator"].param_groups] == [2e-4, pytest.approx(1e-2)]

@@ -90,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ensemble", type=int, default=1, help="as in `inpaintlib evaluate --ensemble` (default 1)")
     p.add_argument("--work", type=Path, default=Path("scratch/heldout"),
                    help="download/output folder (default scratch/heldout, which git ignores)")
+    p.add_argument("--classical", default="telea,ns,biharmonic",
+                   help="classical methods next to the run (default telea,ns,biharmonic; cg-fill adds the "
+                        "PyTorch fill that the runs with --head-fill-iterations read)")
     args = p.parse_args(argv)
 
     from inpaintlib import evaluate, results
@@ -102,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         out = args.work / f"eval-{run.name}-ens{args.ensemble}"
         size = ["--size", "128", "--center-masks"] if kind == "ce" else ["--size", "256"]
         status = evaluate.cli([
-            "--checkpoint", str(run), "--images", str(photos), *size, "--methods", f"{kind},telea,ns,biharmonic",
+            "--checkpoint", str(run), "--images", str(photos), *size, "--methods", f"{kind},{args.classical}",
             "--ensemble", str(args.ensemble), "--out", str(out), "--quiet",
         ])  # fmt: skip
         if status:

@@ -14,7 +14,9 @@ The baselines here are the ones the evaluation puts next to the networks:
 * :func:`mean_fill` -- every hole pixel gets the mean colour of the known pixels (the floor);
 * :func:`telea` -- OpenCV's fast-marching method (Telea, 2004);
 * :func:`navier_stokes` -- OpenCV's fluid-dynamics method (Bertalmio, Bertozzi and Sapiro, 2001);
-* :func:`biharmonic` -- scikit-image's biharmonic-equation fill (Damelin and Hoang, 2018).
+* :func:`biharmonic` -- scikit-image's biharmonic-equation fill (Damelin and Hoang, 2018);
+* :func:`biharmonic_cg` -- the same equation solved coarse to fine in PyTorch (:mod:`inpaintlib.smooth_fill`),
+  the fill the PConv U-Net's head can read; not among the evaluation's default methods.
 
 OpenCV and scikit-image both use the *opposite* mask polarity to ours: their masks mark the hole
 (255 / True = pixel to fill). The conversion happens in :func:`opencv_inputs` and :func:`biharmonic`
@@ -29,6 +31,7 @@ import torch
 from skimage.restoration import inpaint_biharmonic
 
 from inpaintlib.masks import check_pair
+from inpaintlib.smooth_fill import biharmonic_fill
 
 __all__ = [
     "opencv_inputs",
@@ -37,6 +40,7 @@ __all__ = [
     "telea",
     "navier_stokes",
     "biharmonic",
+    "biharmonic_cg",
 ]
 
 
@@ -117,3 +121,10 @@ def biharmonic(image: torch.Tensor, mask: torch.Tensor, split_into_regions: bool
         np.clip(rgb, 0.0, 1.0).astype(np.float64), hole, channel_axis=-1, split_into_regions=split_into_regions
     )
     return _finish(filled, rgb, hole, image)
+
+
+def biharmonic_cg(image: torch.Tensor, mask: torch.Tensor, iterations: int = 20) -> torch.Tensor:
+    """:func:`inpaintlib.smooth_fill.biharmonic_fill` (``iterations`` CG steps per pyramid level), composited."""
+    check_pair(image, mask)
+    filled = biharmonic_fill(image[None].float(), mask[None].float(), iterations)[0]  # (3, H, W)
+    return filled.to(image.dtype)

@@ -168,7 +168,7 @@ def _parser() -> argparse.ArgumentParser:
         "(valid), black = hole; masks from OpenCV, LaMa or diffusers (white = hole) need --invert-mask.",
     )
     p.add_argument("--checkpoint", required=True, help="a run directory (uses weights.pt), a weights.pt file, or the "
-                   "name of a stored run (ce, ce-balanced, pconv, pconv-l1, pconv-head; downloaded and cached outside a checkout)")
+                   "name of a stored run (ce, ce-balanced, ce-fill, ce-fill-scale, pconv, pconv-l1, pconv-head, pconv-fill, pconv-fill-scale; downloaded and cached outside a checkout)")
     p.add_argument("--image", required=True, help="the picture to complete (any format Pillow reads)")
     p.add_argument("--mask", required=True, help="black-and-white PNG of the same size: white = keep, black = hole")
     p.add_argument("--out", required=True, help="where to write the completed picture (PNG recommended)")

@@ -35,13 +35,14 @@ __all__ = [
 
 CLASSICAL_METHODS = ("telea", "ns", "biharmonic", "mean")
 MODEL_METHODS = ("pconv", "ce")
-METHOD_NAMES = MODEL_METHODS + CLASSICAL_METHODS
+METHOD_NAMES = MODEL_METHODS + CLASSICAL_METHODS + ("cg-fill",)  # the last: only when asked for
 LABELS = {
     "pconv": "PConv U-Net",
     "ce": "Context Encoder",
     "telea": "OpenCV Telea",
     "ns": "OpenCV Navier-Stokes",
     "biharmonic": "biharmonic",
+    "cg-fill": "biharmonic fill (CG)",
     "mean": "mean fill",
 }
 CE_IMAGE_SIZE = 128  # report §4.1: 128x128 inputs, 56x56 centre hole
@@ -50,6 +51,7 @@ _CLASSICAL_FUNCTIONS = {
     "telea": classical.telea,
     "ns": classical.navier_stokes,
     "biharmonic": classical.biharmonic,
+    "cg-fill": classical.biharmonic_cg,
     "mean": classical.mean_fill,
 }
 

@@ -35,6 +35,11 @@ def _loss_rows(config: dict[str, Any]) -> list[str]:
         text = ", ".join(f"{k} {v:g}" for k, v in weights.items())
         changed = weights != DEFAULT_PCONV_WEIGHTS
         rows.append(f"| loss | {'**changed from** eq. (12)' if changed else 'eq. (12)'}: {text} |")
+    if config.get("crop_scale"):
+        lo, hi = config["crop_scale"]
+        rows.append(f"| training crops | rescaled by a random factor in [{lo:g}, {hi:g}] before cropping (`--crop-scale`) |")
+    if config.get("head_only"):
+        rows.append("| trained | the full-resolution head only; the rest as loaded (weights and statistics) |")
     return rows
 
 

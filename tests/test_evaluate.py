@@ -131,7 +131,7 @@ def test_completion_changing_only_the_hole_leaves_valid_error_zero():
 CLASSICAL = ["telea", "ns", "biharmonic", "mean"]
 
 
-@pytest.mark.parametrize("name", CLASSICAL)
+@pytest.mark.parametrize("name", [*CLASSICAL, "cg-fill"])
 def test_classical_methods_keep_known_pixels_and_never_read_the_hole(name):
     image = photo("astronaut", 64)
     mask = masks.evaluation_masks(64, per_bucket=1)[2][1]  # an irregular 0.2-0.3 mask
@@ -149,7 +149,7 @@ def test_classical_methods_keep_known_pixels_and_never_read_the_hole(name):
         torch.testing.assert_close(other, out, atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("name", ["telea", "ns", "biharmonic"])
+@pytest.mark.parametrize("name", ["telea", "ns", "biharmonic", "cg-fill"])
 def test_classical_methods_beat_the_mean_fill_on_a_smooth_ramp(name):
     image, mask = ramp(64), box_mask(64, 16, 16, 24, 20)
     ours = metrics.score(inpainters.get_method(name)(image * mask, mask), image, mask)

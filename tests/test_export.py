@@ -123,3 +123,18 @@ def test_pconv_still_rejects_a_non_binary_mask_outside_export(pconv_model) -> No
     image, mask = _inputs(256, 256, seed=0)
     with pytest.raises(ValueError, match="must be binary"):
         pconv_model(image, mask * 0.5)
+
+
+def test_a_head_with_a_biharmonic_fill_exports_and_matches_at_other_sizes(tmp_path) -> None:
+    """The fill's pyramid depth depends on the image size; the graph must still match where it differs."""
+    from inpaintlib.models import PConvUNet
+
+    torch.manual_seed(0)
+    model = PConvUNet(64, width=8, head_width=4, head_fill_iterations=3).eval()
+    with torch.no_grad():
+        model.head.layers[-1].weight.normal_(0, 0.1)  # a gate and a correction that are not constant
+    session = _session(str(export_onnx(model, tmp_path / "fill.onnx")))
+    for height, width in ((64, 64), (64, 192), (256, 256)):
+        image = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(height + width))
+        mask = irregular_mask(height, width, hole_ratio=(0.05, 0.3), generator=torch.Generator().manual_seed(width))
+        assert _max_diff(session, model, image, mask.unsqueeze(0)) <= 1e-4

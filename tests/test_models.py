@@ -16,8 +16,10 @@ from inpaintlib.models import (
     count_parameters,
     default_layers,
     freeze_encoder_batchnorm,
+    freeze_all_but_head,
     layer_table,
 )
+from inpaintlib.smooth_fill import biharmonic_fill
 
 
 def _smooth_images(n: int, size: int, seed: int = 0) -> torch.Tensor:
@@ -302,9 +304,10 @@ def test_full_resolution_head_starts_as_a_no_op_and_then_learns():
 
 
 @pytest.mark.parametrize("training", [False, True])
-def test_full_resolution_head_never_reads_the_hole(training):
+@pytest.mark.parametrize("fill_iterations", [0, 5])
+def test_full_resolution_head_never_reads_the_hole(training, fill_iterations):
     torch.manual_seed(0)
-    model = PConvUNet(image_size=64, width=8, head_width=8)
+    model = PConvUNet(image_size=64, width=8, head_width=8, head_fill_iterations=fill_iterations)
     with torch.no_grad():
         model.head.layers[-1].weight.normal_(0, 0.1)  # a head that does something
     model.train(training)
@@ -321,3 +324,61 @@ def test_full_resolution_head_never_reads_the_hole(training):
 def test_full_resolution_head_rejects_a_negative_width():
     with pytest.raises(ValueError, match="head_width must be >= 0"):
         PConvUNet(64, width=8, head_width=-1)
+    with pytest.raises(ValueError, match="head_fill_iterations needs a head"):
+        PConvUNet(64, width=8, head_fill_iterations=3)
+
+
+def test_a_head_with_a_fill_starts_as_an_even_blend_of_the_u_net_and_the_biharmonic_fill():
+    torch.manual_seed(0)
+    plain = PConvUNet(image_size=64, width=8).eval()
+    model = PConvUNet(image_size=64, width=8, head_width=4, head_fill_iterations=5).eval()
+    model.load_state_dict({**model.state_dict(), **plain.state_dict()})
+    image, mask = _smooth_images(2, 64), _hole_mask(2, 64)
+    with torch.no_grad():
+        fill = biharmonic_fill(image * mask, mask, 5).clamp(1e-3, 1 - 1e-3)
+        expected = torch.sigmoid(0.5 * torch.logit(plain(image, mask)) + 0.5 * torch.log(fill / (1 - fill)))
+        torch.testing.assert_close(model(image, mask), expected, atol=1e-5, rtol=0)
+    # The gate and the correction both get a gradient from the start.
+    (model(image, mask) - image).abs().mean().backward()
+    assert model.head.layers[-1].weight.grad[:3].abs().sum() > 0 and model.head.layers[-1].bias.grad[3] != 0
+
+
+def test_freeze_all_but_head_trains_only_the_head_and_keeps_the_u_nets_statistics():
+    torch.manual_seed(0)
+    model = PConvUNet(image_size=64, width=8, head_width=4, head_fill_iterations=3)
+    freeze_all_but_head(model)
+    model.train()
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("head.") for n in trainable)
+    before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    image, mask = _smooth_images(2, 64), _hole_mask(2, 64)
+    out = model(image, mask)
+    assert out.requires_grad  # through the head only
+    out.mean().backward()
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    with pytest.raises(ValueError, match="needs a network with a head"):
+        freeze_all_but_head(PConvUNet(image_size=64, width=8))
+
+
+def test_a_context_encoder_with_a_fill_head_starts_as_an_even_blend_of_its_patch_and_the_fill():
+    from inpaintlib.masks import center_mask, center_patch_slice
+
+    torch.manual_seed(0)
+    plain = ContextEncoder(bottleneck=16, width=8).eval()
+    model = ContextEncoder(bottleneck=16, width=8, head_width=4, head_fill_iterations=3).eval()
+    model.load_state_dict({**model.state_dict(), **plain.state_dict()})
+    assert set(model.state_dict()) - set(plain.state_dict()) == {k for k in model.state_dict() if k.startswith("head.")}
+    mask = center_mask(128, 56)[None]  # (1, 1, 128, 128)
+    image = _smooth_images(2, 128)
+    x = (image * 2 - 1) * mask  # the hole at 0, as training and inpainting pass it
+    s = center_patch_slice(128, 64)
+    with torch.no_grad():
+        fill = biharmonic_fill(image * mask, mask.expand(2, 1, 128, 128), 3)[:, :, s, s].clamp(1e-3, 1 - 1e-3)
+        p = (plain(x) + 1) / 2
+        expected = 2 * torch.sigmoid(0.5 * torch.logit(p) + 0.5 * torch.log(fill / (1 - fill))) - 1
+        torch.testing.assert_close(model(x), expected, atol=1e-4, rtol=0)
+    (model(x) - image[:, :, s, s] * 2 + 1).square().mean().backward()  # the gate learns from the start
+    assert model.head.layers[-1].bias.grad[3] != 0
+    assert model(x).abs().max() <= 1
+    with pytest.raises(ValueError, match="head_width must be >= 0"):
+        ContextEncoder(bottleneck=16, width=8, head_fill_iterations=3)

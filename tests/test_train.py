@@ -677,3 +677,49 @@ def test_a_resume_takes_head_lr_scale_from_the_config_not_from_the_checkpoint():
     resumed = head_recipe(50.0)
     resumed.load_state_dict(saved)
     assert [g["lr"] for g in resumed.optimizers["generator"].param_groups] == [2e-4, pytest.approx(1e-2)]
+
+
+def test_head_only_trains_a_fill_head_on_a_donors_u_net_that_had_another_head(photos, tmp_path):
+    train(tiny_pconv(photos, steps=1, finetune_steps=0, head_width=4), tmp_path / "donor", progress=False)
+    donor = load_model(tmp_path / "donor")
+    config = tiny_pconv(photos, steps=2, finetune_steps=1, lr=1e-2, init_from=str(tmp_path / "donor"), head_width=4,
+                        head_fill_iterations=2, head_only=True)
+    train(config, tmp_path / "fill", progress=False)
+    model, kept = load_model(tmp_path / "fill"), donor.state_dict()
+    assert model.head.fill_iterations == 2
+    unet = {k: v for k, v in model.state_dict().items() if not k.startswith("head.")}
+    assert unet and all(torch.equal(v, kept[k]) for k, v in unet.items())  # weights and BN statistics as loaded
+    assert model.head.layers[-1].weight.abs().sum() > 0  # the new head (its last layer started at zero) learned
+    with pytest.raises(ValueError, match="need a head"):
+        make_config("pconv", "cpu", head_fill_iterations=2)
+
+
+def test_head_only_trains_a_context_encoders_fill_head_and_its_discriminator(photos, tmp_path):
+    train(tiny_ce(photos, steps=1), tmp_path / "donor", progress=False)
+    config = tiny_ce(photos, steps=2, lr_g=1e-2, init_from=str(tmp_path / "donor"), head_width=4,
+                     head_fill_iterations=2, head_only=True)
+    train(config, tmp_path / "fill", progress=False)
+    donor, model = load_model(tmp_path / "donor"), load_model(tmp_path / "fill")
+    kept = donor.state_dict()
+    body = {k: v for k, v in model.state_dict().items() if not k.startswith("head.")}
+    assert body and all(torch.equal(v, kept[k]) for k, v in body.items())
+    assert model.head.fill_iterations == 2 and model.head.layers[-1].weight.abs().sum() > 0
+    with pytest.raises(ValueError, match="fills the report's 56 px hole"):
+        make_config("ce", "cpu", head_width=4, hole_size=48, overlap=8)
+
+
+def test_a_resume_that_only_finishes_logs_the_steps_an_interrupted_session_left_unlogged(photos, tmp_path):
+    from inpaintlib.train.interrupts import TrainingInterrupted
+
+    def interrupt(info):
+        if info["step"] == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C: the loop stops after this step
+
+    config = tiny_pconv(photos, steps=8, finetune_steps=0, log_every=2)
+    with pytest.raises(TrainingInterrupted):
+        train(config, tmp_path / "run", progress=False, callback=interrupt)
+    assert [int(r["step"]) for r in read_rows(tmp_path / "run" / "history.csv")] == [2]
+    train(tiny_pconv(photos, steps=3, finetune_steps=0, log_every=2), tmp_path / "run", resume=True, progress=False)
+    rows = read_rows(tmp_path / "run" / "history.csv")
+    assert [int(r["step"]) for r in rows] == [2, 3] and math.isfinite(float(rows[-1]["total"]))
+    assert load_metrics(tmp_path / "run")["step"] == 3

@@ -4,6 +4,7 @@ and their architecture tables (:mod:`inpaintlib.models.summary`)."""
 from __future__ import annotations
 
 from inpaintlib.models.context_encoder import ContextDiscriminator, ContextEncoder
+from inpaintlib.models.head import FullResolutionHead, freeze_all_but_head
 from inpaintlib.models.pconv_unet import PConvUNet, default_layers, freeze_encoder_batchnorm
 from inpaintlib.models.summary import LayerTable, architecture_table, count_parameters, layer_table
 
@@ -12,6 +13,8 @@ __all__ = [
     "ContextDiscriminator",
     "PConvUNet",
     "freeze_encoder_batchnorm",
+    "FullResolutionHead",
+    "freeze_all_but_head",
     "default_layers",
     "layer_table",
     "count_parameters",

@@ -34,13 +34,19 @@ Where this implementation differs from the Torch original:
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from inpaintlib.masks.shapes import center_mask, center_patch_slice
+from inpaintlib.models.head import FullResolutionHead, HeadHolder
+from inpaintlib.smooth_fill import biharmonic_fill
 
 __all__ = ["ContextEncoder", "ContextDiscriminator", "INPUT_SIZE", "PATCH_SIZE"]
 
 INPUT_SIZE = 128  # side of the context image the generator reads (report §3.1)
 PATCH_SIZE = 64  # side of the patch it paints and the discriminator judges
+HOLE_SIZE = 56  # side of the centred hole inside the patch (report §4.1)
 
 
 def _dcgan_init(module: nn.Module) -> None:
@@ -107,7 +113,7 @@ def _check_images(x: Tensor, size: int, who: str) -> None:
         raise ValueError(f"{who} expects a batch of shape (N, 3, {size}, {size}), got {shape}")
 
 
-class ContextEncoder(nn.Module):
+class ContextEncoder(HeadHolder):
     """Generator F of the Context Encoder (report §3.1, Fig 1).
 
     Args:
@@ -116,16 +122,24 @@ class ContextEncoder(nn.Module):
         width: channels of the first encoder layer (Pathak's ``nef``/``ngf``; 64).  The
             encoder uses w, w, 2w, 4w, 8w channels, the decoder mirrors them.
 
+        head_width: channels of an optional :class:`inpaintlib.models.head.FullResolutionHead` on the
+            64x64 patch (0, the default: the report's network; not in the report).
+        head_fill_iterations: with a head, > 0 makes it read a biharmonic fill of the centre hole and
+            blend it in (CG steps per pyramid level).
+
     ``forward(x)``: ``x`` is ``(N, 3, 128, 128)`` in [-1, 1] with the hole already filled
-    with 0; returns the painted central patch ``(N, 3, 64, 64)`` in [-1, 1] (tanh).
+    with 0; returns the painted central patch ``(N, 3, 64, 64)`` in [-1, 1] (tanh).  A network with a
+    head assumes the report's centred 56 px hole.
 
     See the module docstring for the layer table and the differences from the Torch code.
     """
 
-    def __init__(self, bottleneck: int = 4000, width: int = 64) -> None:
+    def __init__(self, bottleneck: int = 4000, width: int = 64, head_width: int = 0, head_fill_iterations: int = 0) -> None:
         super().__init__()
         if bottleneck < 1 or width < 1:
             raise ValueError(f"bottleneck and width must be positive, got {bottleneck} and {width}")
+        if head_width < 0 or (head_fill_iterations and not head_width):
+            raise ValueError(f"head_width must be >= 0, and > 0 for head_fill_iterations; got {head_width}")
         self.bottleneck = bottleneck
         self.width = width
         w = width
@@ -163,10 +177,25 @@ class ContextEncoder(nn.Module):
             ),
         )
         _dcgan_init(self)
+        self.head = FullResolutionHead(head_width, head_fill_iterations) if head_width else None
+        self.register_buffer("hole_mask", center_mask(INPUT_SIZE, HOLE_SIZE)[None], persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
         _check_images(x, INPUT_SIZE, "ContextEncoder")
-        return self.decoder(self.encoder(x))
+        if self.head is None:
+            return self.decoder(self.encoder(x))
+        pre = self.decoder.dec5[0](self.decoder[:-1](self.encoder(x)))  # (N, 3, 64, 64), before the tanh
+        # In [0, 1]: tanh(pre) = 2 * sigmoid(2 * pre) - 1, so the head corrects the logits 2 * pre.
+        s = center_patch_slice(INPUT_SIZE, PATCH_SIZE)
+        image = (x + 1) / 2  # (N, 3, 128, 128), the hole at 0.5 (never read)
+        mask = self.hole_mask.to(image.dtype).expand(x.shape[0], 1, INPUT_SIZE, INPUT_SIZE)
+        known = mask[:, :, s, s]  # (N, 1, 64, 64): the 4 px band around the hole
+        logits = 2 * pre
+        composite = image[:, :, s, s] * known + (1 - known) * torch.sigmoid(logits).to(image.dtype)
+        fill = None
+        if self.head.fill_iterations:
+            fill = biharmonic_fill(image * mask, mask, self.head.fill_iterations)[:, :, s, s]
+        return 2 * self.head.correct(logits, composite, known, fill) - 1
 
 
 class ContextDiscriminator(nn.Module):

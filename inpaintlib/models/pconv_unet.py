@@ -17,8 +17,8 @@ After the concatenation, features from the upsampled path and from the skip conn
 have different masks, so the decoder's partial convolutions get a per-channel mask
 ``(N, C_up + C_skip, H, W)``.
 
-Optional, not in the report: ``head_width > 0`` adds a full-resolution head (:class:`FullResolutionHead`)
-after the last decoder level; see there for why.
+Optional, not in the report: ``head_width > 0`` adds a full-resolution head
+(:class:`inpaintlib.models.head.FullResolutionHead`) after the last decoder level; see there for why.
 """
 
 from __future__ import annotations
@@ -30,9 +30,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from inpaintlib.layers import PartialConv2d
+from inpaintlib.models.head import FullResolutionHead, HeadHolder
 from inpaintlib.masks.check import check_binary
+from inpaintlib.smooth_fill import biharmonic_fill
 
-__all__ = ["PConvUNet", "FullResolutionHead", "freeze_encoder_batchnorm", "default_layers"]
+__all__ = ["PConvUNet", "freeze_encoder_batchnorm", "default_layers"]
 
 # The last layer starts with weights this much smaller than PyTorch's default, so the
 # sigmoid begins near 0.5 with a useful gradient instead of saturating where the partial
@@ -106,41 +108,7 @@ class _DecoderLevel(nn.Module):
         return x, mask
 
 
-class FullResolutionHead(nn.Module):
-    """Three 3x3 convolutions at full resolution that correct the U-Net's output (not in the report).
-
-    In the report's U-Net only the last decoder level works at full resolution, and it is one linear
-    3x3 partial convolution: thin holes, where diffusion is near perfect, are filled from features
-    computed at half resolution or less (7x7 stride-2 first layer).  ``bench/small_holes.py`` measured
-    the cost: on 1-10 % holes the error sits in the pixels 1-2 px from a known pixel.  The head reads
-    the composite ``M * x + (1 - M) * sigmoid(logits)`` and the mask ``(N, 4, H, W)``, which have no
-    holes, so plain convolutions (replicate padding) suffice; the middle one is dilated (receptive field
-    9x9).  It returns a correction of the logits ``(N, 3, H, W)``.  Its last convolution starts at zero,
-    so a U-Net with a new head computes exactly what it computed without one, and a trained U-Net can
-    be given a head and trained further (``--init-from``).
-    """
-
-    def __init__(self, width: int) -> None:
-        super().__init__()
-        if width < 1:
-            raise ValueError(f"head width must be >= 1, got {width}")
-        conv = lambda c_in, c_out, dilation=1: nn.Conv2d(  # noqa: E731
-            c_in, c_out, 3, padding=dilation, dilation=dilation, padding_mode="replicate"
-        )
-        self.layers = nn.Sequential(
-            conv(4, width), nn.LeakyReLU(0.2, inplace=True),
-            conv(width, width, dilation=2), nn.LeakyReLU(0.2, inplace=True),
-            conv(width, 3),
-        )  # fmt: skip
-        with torch.no_grad():
-            self.layers[-1].weight.zero_()
-            self.layers[-1].bias.zero_()
-
-    def forward(self, composite: Tensor, mask: Tensor) -> Tensor:
-        return self.layers(torch.cat([composite, mask.to(composite.dtype)], dim=1))
-
-
-class PConvUNet(nn.Module):
+class PConvUNet(HeadHolder):
     """Partial-convolution U-Net of Liu et al. (report §3.2, Fig 2).
 
     Args:
@@ -152,6 +120,8 @@ class PConvUNet(nn.Module):
         width: channels of the first level (64 in the paper); deeper levels use up to 8x.
         head_width: channels of the optional :class:`FullResolutionHead` (0, the default, is the
             report's network without it).
+        head_fill_iterations: with a head, > 0 makes it read a biharmonic fill and blend it in
+            (CG steps per pyramid level; see :class:`FullResolutionHead`).
 
     ``forward(image, mask)``: ``image`` ``(N, 3, H, W)`` in [0, 1], ``mask`` ``(N, 1, H, W)``
     (or ``(1, 1, H, W)``, shared by the batch), 1 = valid, 0 = hole, float or bool.
@@ -162,7 +132,10 @@ class PConvUNet(nn.Module):
     Call :func:`freeze_encoder_batchnorm` before the fine-tuning phase (report §4.2).
     """
 
-    def __init__(self, image_size: int = 256, layers: int | None = None, width: int = 64, head_width: int = 0) -> None:
+    def __init__(
+        self, image_size: int = 256, layers: int | None = None, width: int = 64, head_width: int = 0,
+        head_fill_iterations: int = 0,
+    ) -> None:
         super().__init__()
         if layers is None:
             layers = default_layers(image_size)
@@ -198,7 +171,9 @@ class PConvUNet(nn.Module):
         )
         with torch.no_grad():
             self.decoders[0].conv.weight.mul_(_LAST_LAYER_INIT_SCALE)
-        self.head = FullResolutionHead(head_width) if head_width else None
+        if head_fill_iterations and not head_width:
+            raise ValueError("head_fill_iterations needs a head: give head_width > 0 as well")
+        self.head = FullResolutionHead(head_width, head_fill_iterations) if head_width else None
 
     @property
     def multiple(self) -> int:
@@ -216,13 +191,15 @@ class PConvUNet(nn.Module):
         for dec in reversed(self.decoders):
             skip, skip_mask = stack.pop()
             x, mask = dec(x, mask, skip, skip_mask)
-        if self.head is not None:
-            composite = x_in + (1 - m_in) * torch.sigmoid(x).to(x_in.dtype)
-            x = x + self.head(composite, m_in).to(x.dtype)
-        return torch.sigmoid(x)
+        if self.head is None:
+            return torch.sigmoid(x)
+        composite = x_in + (1 - m_in) * torch.sigmoid(x).to(x_in.dtype)
+        fill = biharmonic_fill(x_in, m_in, self.head.fill_iterations) if self.head.fill_iterations else None
+        return self.head.correct(x, composite, m_in, fill)
 
     def train(self, mode: bool = True) -> PConvUNet:
-        """Like ``nn.Module.train``, but frozen encoder BN layers stay in eval mode (report §4.2)."""
+        """Like ``nn.Module.train``, but frozen encoder BN layers stay in eval mode (report §4.2), and so does
+        everything but the head after :func:`inpaintlib.models.freeze_all_but_head`."""
         super().train(mode)
         if self.encoder_bn_frozen:
             for bn in self._encoder_batchnorms():

@@ -59,7 +59,9 @@ def _blocks(model: nn.Module, image_size: int | None) -> tuple[list[tuple[str, n
             names = ["up x2 + concat", *_layer_names(dec)] + (["sigmoid"] if dec.act is None else [])
             blocks.append((f"dec{i + 1}", dec, names))
         if model.head is not None:
-            blocks.append(("head", model.head, ["composite + mask", *_layer_names(model.head), "added to dec1"]))
+            ends = (["composite + mask + fill + known share", "gated blend with the fill"] if model.head.fill_iterations
+                    else ["composite + mask", "added to dec1"])
+            blocks.append(("head", model.head, [ends[0], *_layer_names(model.head), ends[1]]))
         return blocks, (torch.zeros(1, 3, size, size), torch.ones(1, 1, size, size))
     if isinstance(model, (ContextEncoder, ContextDiscriminator)):
         size = INPUT_SIZE if isinstance(model, ContextEncoder) else PATCH_SIZE

@@ -45,7 +45,16 @@ def _loss_weights(text: str) -> dict[str, float]:
     return weights
 
 
-_PARSERS = {"loss_weights": _loss_weights}
+def _factor_range(text: str) -> tuple[float, float]:
+    """``"0.7,2.5"`` -> ``(0.7, 2.5)``."""
+    try:
+        lo, hi = (float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO,HI (two numbers separated by a comma), got {text!r}") from None
+    return lo, hi
+
+
+_PARSERS = {"loss_weights": _loss_weights, "factor_range": _factor_range}
 
 
 def flag_settings() -> dict[str, tuple[Field, list[str]]]:

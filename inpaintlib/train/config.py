@@ -54,6 +54,15 @@ class TrainConfig:
     init_from: str | None = setting(None, "start the model from another run's weights (run directory, weights.pt or a stored run name such as pconv)")
     global_flags: bool = False  # let train() turn on TF32 / cuDNN autotuning for the run (the CLI always does)
     profile: str | None = None  # name of the profile the settings came from (a label only)
+    head_width: int = setting(0, "channels of a full-resolution head after the network (default 0: none, the "
+                              "report's network; inpaintlib.models.head.FullResolutionHead)")
+    head_fill_iterations: int = setting(0, "the head also reads a biharmonic fill with this many CG steps per "
+                                        "pyramid level and blends it in (default 0: no fill; needs a head)")
+    crop_scale: tuple[float, float] | None = setting(
+        None, "rescale each training crop by a random factor in LO,HI first (e.g. 0.7,2.5; above 1 enlarges, "
+        "so the crop is smoother); default: no rescale", parse="factor_range")
+    head_only: bool = setting(False, "train only the head; the rest of the generator keeps the weights and "
+                              "batch-norm statistics it was loaded with (--init-from)")
 
     kind: ClassVar[str] = ""
 
@@ -102,8 +111,6 @@ class PConvConfig(TrainConfig):
     batch_size: int = 6
     width: int = 64
     layers: int | None = setting(None, "encoder levels (default log2(size) - 1)")
-    head_width: int = setting(0, "channels of the full-resolution head after the U-Net (default 0: none, "
-                              "the report's network; inpaintlib.models.FullResolutionHead)")
     head_lr_scale: float = setting(1.0, "the head learns at this times the learning rate (default 1)")
     steps: int = 233_600  # phase "train"
     finetune_steps: int = setting(116_800, "steps of the fine-tuning phase (encoder BN frozen)")
@@ -220,6 +227,12 @@ def validate_config(c: TrainConfig) -> None:
             raise ValueError(f"learning rate {name} must be a finite number > 0, got {value!r}")
     if not c.checkpoint_every_minutes > 0:
         raise ValueError(f"checkpoint_every_minutes must be > 0, got {c.checkpoint_every_minutes!r}")
+    positive("head_width", allow_zero=True)
+    positive("head_fill_iterations", allow_zero=True)
+    if c.crop_scale is not None and not (len(c.crop_scale) == 2 and 0 < c.crop_scale[0] <= c.crop_scale[1] < math.inf):
+        raise ValueError(f"crop_scale must be (lo, hi) with 0 < lo <= hi, got {c.crop_scale!r}")
+    if (c.head_fill_iterations or c.head_only) and not c.head_width:
+        raise ValueError("head_fill_iterations and head_only need a head: give head_width > 0 as well")
     if isinstance(c, CEConfig):
         if c.image_size != 128:
             raise ValueError(f"the Context Encoder takes 128x128 images (report §3.1); got image_size={c.image_size}")
@@ -232,9 +245,10 @@ def validate_config(c: TrainConfig) -> None:
             raise ValueError(f"d_max_accuracy must be in [0, 1] (1 = never skip), got {c.d_max_accuracy}")
         if c.patch_size != 64:
             raise ValueError(f"the Context Encoder predicts a 64x64 patch; got patch_size={c.patch_size}")
+        if c.head_width and c.hole_size != 56:
+            raise ValueError(f"a Context Encoder with a head fills the report's 56 px hole; got hole_size={c.hole_size}")
     if isinstance(c, PConvConfig):
         positive("finetune_steps", allow_zero=True)
-        positive("head_width", allow_zero=True)
         if not (math.isfinite(c.head_lr_scale) and c.head_lr_scale > 0):
             raise ValueError(f"head_lr_scale must be a positive number, got {c.head_lr_scale!r}")
         if c.layers is not None:

@@ -2,8 +2,7 @@
 
 1. :func:`~inpaintlib.train.resume.settings_for` -- the config, checked against the checkpoint when resuming;
 2. :func:`_set_up` -- device, recipe, data, and :func:`_restore` or :func:`_start` of the run directory;
-3. :func:`_train_steps` -- :func:`_one_step` per batch, :func:`_log_row` into ``history.csv``, sample grids
-   and :func:`_save_checkpoint`;
+3. :func:`_train_steps` -- :func:`_one_step` per batch, :func:`_log_row` into ``history.csv``, samples, checkpoints;
 4. :func:`_finish` -- checkpoint, ``weights.pt``, ``metrics.json`` and ``RUN.md``.
 
 The files are those of :mod:`inpaintlib.rundir`. Nothing of the caller's process is changed: the random
@@ -51,15 +50,8 @@ from .interrupts import TrainingInterrupted, stop_requests
 from .recipes import RECIPES, Recipe
 from .report import environment, python_call, sample_masks, save_sample_grid, validation_metrics, validation_scores
 from .resume import new_log, settings_for
-from .sampling import (
-    SALT_RANK,
-    StepBatchSampler,
-    TrainingSamples,
-    default_workers,
-    derive_seed,
-    photo_folder,
-    stack_images,
-)
+from .sampling import SALT_RANK, StepBatchSampler, TrainingSamples, default_workers, derive_seed
+from .sampling import photo_folder, stack_images
 
 Callback = Callable[[dict[str, Any]], None]
 
@@ -166,7 +158,7 @@ def _set_up(
     session = _Session(
         config=config, out_dir=out_dir, device=dev, dist=dist, recipe=recipe,
         env=environment(dev, amp_dtype, dist),
-        train_photos=photo_folder(config.data, "train", config.image_size, train=True),
+        train_photos=photo_folder(config.data, "train", config.image_size, train=True, scale=config.crop_scale),
         val_photos=val_photos, sample_images=sample_images, sample_masks=sample_masks(config, len(sample_images)),
         val_images=stack_images(val_photos, config.val_images) if config.val_every else None,
         header=history_header(recipe.columns),
@@ -287,6 +279,8 @@ def _train_steps(s: _Session, progress: bool, callback: Callback | None, stop: d
     step = s.start
     batches = iter(_loader(s))
     try:
+        if step == total and s.dist.main and (s.log["count"] or s.log["skipped"]):  # a resume that only finishes:
+            _log_row(s, step, s.recipe.phase(step - 1))  # the steps an interrupted session left unlogged
         while step < total:
             phase = s.recipe.phase(step)
             s.recipe.enter_phase(phase)

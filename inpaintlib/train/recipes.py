@@ -23,7 +23,7 @@ from inpaintlib.losses import (
     discriminator_half_loss,
 )
 from inpaintlib.masks import center_patch_slice
-from inpaintlib.models import ContextDiscriminator, ContextEncoder, PConvUNet, freeze_encoder_batchnorm
+from inpaintlib.models import ContextDiscriminator, ContextEncoder, PConvUNet, freeze_all_but_head, freeze_encoder_batchnorm
 from inpaintlib.rundir import load_model
 from inpaintlib.vgg import VGG16Features
 
@@ -50,7 +50,19 @@ def _pconv_groups(net: PConvUNet, head_lr_scale: float) -> list[dict]:
     groups = [{"params": [p for p in trainable if id(p) not in head]}]
     if head:
         groups.append({"params": [p for p in trainable if id(p) in head], "lr_scale": head_lr_scale})
-    return groups
+    return [g for g in groups if g["params"]]  # with head_only the U-Net has none
+
+
+def _head_args(net: nn.Module) -> dict[str, int]:
+    """The constructor arguments of a network's head, if it has one (for ``model_args``)."""
+    if net.head is None:
+        return {}
+    args = {"head_width": net.head.layers[0].out_channels}
+    return {**args, "head_fill_iterations": net.head.fill_iterations} if net.head.fill_iterations else args
+
+
+def _head_shapes(head: nn.Module | None) -> list[tuple[int, ...]] | None:
+    return None if head is None else [tuple(t.shape) for t in head.state_dict().values()]
 
 
 def _load_initial_weights(module: nn.Module, source: str) -> None:
@@ -61,10 +73,12 @@ def _load_initial_weights(module: nn.Module, source: str) -> None:
         raise ValueError(f"init_from {source} holds a {type(donor).__name__}, not a {type(module).__name__}")
     try:
         state = donor.state_dict()
-        # A donor without a full-resolution head may start a model with one: the head starts at zero
-        # (it then adds nothing) and is the only thing left out.
-        if getattr(module, "head", None) is not None and getattr(donor, "head", None) is None:
-            state.update({f"head.{k}": v for k, v in module.head.state_dict().items()})
+        # A donor without a full-resolution head (or with a head of another kind) may start a model with
+        # one: the new head keeps its own start (the last layer at zero) and is the only thing left out.
+        head = getattr(module, "head", None)
+        if head is not None and _head_shapes(getattr(donor, "head", None)) != _head_shapes(head):
+            state = {k: v for k, v in state.items() if not k.startswith("head.")}
+            state.update({f"head.{k}": v for k, v in head.state_dict().items()})
         module.load_state_dict(state)
     except RuntimeError as error:
         raise ValueError(
@@ -94,6 +108,8 @@ class Recipe:
     def _add_network(self, name: str, module: nn.Module) -> None:
         if name == "generator" and self.config.init_from:
             _load_initial_weights(module, self.config.init_from)
+        if name == "generator" and self.config.head_only:
+            freeze_all_but_head(module)
         module = module.to(self.device, memory_format=self.memory_format)
         self.networks[name] = module
         self.scalers[name] = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
@@ -188,7 +204,8 @@ class PConvRecipe(Recipe):
 
     def __init__(self, config: PConvConfig, device, amp_dtype, dd):
         super().__init__(config, device, amp_dtype, dd)
-        self._add_network("generator", PConvUNet(config.image_size, config.layers, config.width, config.head_width))
+        net = PConvUNet(config.image_size, config.layers, config.width, config.head_width, config.head_fill_iterations)
+        self._add_network("generator", net)
         features = VGG16Features(weights=config.vgg_weights)
         self.loss = PConvLoss(features, config.loss_weights).to(self.device, memory_format=self.memory_format)
         self.optimizers["generator"] = _adam(
@@ -198,8 +215,7 @@ class PConvRecipe(Recipe):
 
     def model_args(self) -> dict[str, Any]:
         net = self.networks["generator"]
-        args = {"image_size": net.image_size, "layers": net.layers, "width": net.width}
-        return {**args, "head_width": net.head_width} if net.head_width else args
+        return {"image_size": net.image_size, "layers": net.layers, "width": net.width, **_head_args(net)}
 
     def phase(self, step: int) -> str:
         return "train" if step < self.config.steps else "finetune"
@@ -240,9 +256,12 @@ class CERecipe(Recipe):
 
     def __init__(self, config: CEConfig, device, amp_dtype, dd):
         super().__init__(config, device, amp_dtype, dd)
-        self._add_network("generator", ContextEncoder(config.bottleneck, config.width))
+        self._add_network(
+            "generator", ContextEncoder(config.bottleneck, config.width, config.head_width, config.head_fill_iterations)
+        )
         self._add_network("discriminator", ContextDiscriminator(config.width))
-        self.optimizers["generator"] = _adam(self.networks["generator"].parameters(), config.lr_g, config.betas, device)
+        trainable = [p for p in self.networks["generator"].parameters() if p.requires_grad]  # head_only: the head's
+        self.optimizers["generator"] = _adam(trainable, config.lr_g, config.betas, device)
         self.optimizers["discriminator"] = _adam(
             self.networks["discriminator"].parameters(), config.lr_d, config.betas, device
         )
@@ -250,7 +269,7 @@ class CERecipe(Recipe):
 
     def model_args(self) -> dict[str, Any]:
         net = self.networks["generator"]
-        return {"bottleneck": net.bottleneck, "width": net.width}
+        return {"bottleneck": net.bottleneck, "width": net.width, **_head_args(net)}
 
     def lr(self) -> dict[str, float]:
         return {"lr": self.optimizers["generator"].param_groups[0]["lr"]}

@@ -103,13 +103,17 @@ class TrainingSamples(Dataset):
         return image, irregular_mask(self.size, self.size, self.hole_ratio, generator=g)
 
 
-def photo_folder(root: str | Path | None, split: str, size: int, train: bool) -> Dataset:
-    """The training or validation photos (the embedded ones unless ``root`` names a folder)."""
+def photo_folder(
+    root: str | Path | None, split: str, size: int, train: bool, scale: tuple[float, float] | None = None
+) -> Dataset:
+    """The training or validation photos (the embedded ones unless ``root`` names a folder); ``scale``: the
+    range of random rescale factors of training crops (``PhotoFolder``)."""
     # Decoded photos stay in memory when they fit: decoding is ~95 % of a sample's CPU cost
     # (bench/bench_data.py), and the CE run on an H100 waited on its loader ~30 % of the time.
     # Only where workers are forked and so share that memory; spawned ones would each get a copy.
     cache = "auto" if multiprocessing.get_start_method() == "fork" else False
-    return PhotoFolder(Path(root) if root is not None else photo_dir(split), size, train=train, cache=cache)
+    folder = Path(root) if root is not None else photo_dir(split)
+    return PhotoFolder(folder, size, train=train, scale=scale, cache=cache)
 
 
 def default_workers(device: torch.device) -> int:

@@ -723,3 +723,20 @@ def test_a_resume_that_only_finishes_logs_the_steps_an_interrupted_session_left_
     rows = read_rows(tmp_path / "run" / "history.csv")
     assert [int(r["step"]) for r in rows] == [2, 3] and math.isfinite(float(rows[-1]["total"]))
     assert load_metrics(tmp_path / "run")["step"] == 3
+
+
+def test_crop_scale_reaches_the_training_crops_and_is_checked(photos, tmp_path):
+    from inpaintlib.train.command import _parser
+
+    args = _parser().parse_args(["pconv", "--out", "x", "--crop-scale", "0.7,2.5"])
+    assert args.crop_scale == (0.7, 2.5)
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["pconv", "--out", "x", "--crop-scale", "2"])
+    with pytest.raises(ValueError, match="crop_scale must be"):
+        make_config("pconv", "cpu", crop_scale=(2.0, 1.0))
+    run = train(tiny_pconv(photos, steps=1, finetune_steps=0, crop_scale=(2.0, 2.0)), tmp_path / "run", progress=False)
+    plain = train(tiny_pconv(photos, steps=1, finetune_steps=0), tmp_path / "plain", progress=False)
+    assert tuple(load_config(run)["crop_scale"]) == (2.0, 2.0)
+    assert "random factor in [2, 2]" in (run / "RUN.md").read_text()
+    # same seed, same masks: only the (enlarged) crops differ, and with them the loss of the step
+    assert read_rows(run / "history.csv")[0]["total"] != read_rows(plain / "history.csv")[0]["total"]

@@ -61,6 +61,11 @@ def _head_args(net: nn.Module) -> dict[str, int]:
     return {**args, "head_fill_iterations": net.head.fill_iterations} if net.head.fill_iterations else args
 
 
+def _shape_text(net: nn.Module) -> str:
+    """The settings that decide whether one network's weights fit another, e.g. "image_size 256, layers 7, width 32"."""
+    return ", ".join(f"{k} {getattr(net, k)}" for k in ("image_size", "layers", "width", "bottleneck") if hasattr(net, k))
+
+
 def _head_shapes(head: nn.Module | None) -> list[tuple[int, ...]] | None:
     return None if head is None else [tuple(t.shape) for t in head.state_dict().values()]
 
@@ -82,8 +87,8 @@ def _load_initial_weights(module: nn.Module, source: str) -> None:
         module.load_state_dict(state)
     except RuntimeError as error:
         raise ValueError(
-            f"init_from {source}: its weights do not fit this model (same width, layers and bottleneck needed): "
-            f"{str(error).splitlines()[0]}"
+            f"init_from {source}: its weights do not fit this model (same width, layers and bottleneck needed; "
+            f"it has {_shape_text(donor)}, this model {_shape_text(module)}): {str(error).splitlines()[0]}"
         ) from None
 
 

@@ -18,6 +18,15 @@ WebAssembly backend of onnxruntime has no fast float16 kernels); inputs and outp
 The data-dependent check that the mask holds only 0/1 is skipped while exporting (a graph cannot branch on
 values; see ``PConvUNet._check_inputs``), so the caller must pass a binary mask.
 
+**A head that blends in a biharmonic fill** (``head_fill_iterations > 0``, e.g. ``data/runs/pconv-fill-scale``)
+gets the fill as a third input, ``fill`` -- for the U-Net ``(1, 3, H, W)`` = :func:`inpaintlib.smooth_fill.
+biharmonic_fill` ``(image * mask, mask, iterations)`` of the padded input, for the Context Encoder the same of the
+128x128 context in [0, 1] and its central hole -- instead of computing it in the graph. The fill's conjugate
+gradients run a fixed number of steps on each of six pyramid levels; traced, they unrolled into a graph of some
+ten thousand nodes whose export took 861 s on two cores (issue 27); as an input, the export takes seconds and a
+runtime computes the fill in a tight loop of its own (the live demo: ``book/_static/live_demo.js``). The
+metadata key ``inpaintlib.fill_iterations`` says how many steps per level.
+
 Command line::
 
     python -m inpaintlib export data/runs/pconv-l1 --format onnx --fp16 --out pconv-l1.fp16.onnx
@@ -32,11 +41,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from inpaintlib.rundir import load_model
 
-__all__ = ["export_onnx", "weights_to_fp16", "MAX_SIDE", "cli"]
+__all__ = ["export_onnx", "onnx_inputs", "weights_to_fp16", "MAX_SIDE", "cli"]
 
 #: Largest image side the exported PConv U-Net accepts (the dynamic dimensions' upper bound).
 MAX_SIDE = 4096
@@ -57,8 +66,41 @@ def _onnx():
     return onnx
 
 
-def _export_args(model: nn.Module) -> tuple[tuple, dict, list[str], list[str]]:
-    """Example inputs, dynamic shapes, input and output names for ``model``."""
+def _fill_iterations(model: nn.Module) -> int:
+    """CG steps per level of the biharmonic fill ``model``'s head reads (0: no head, or one without a fill)."""
+    head = getattr(model, "head", None)
+    return head.fill_iterations if head is not None else 0
+
+
+class _FillFed(nn.Module):
+    """``model`` with its head's biharmonic fill as an input (``forward(*inputs, fill)``), for export only.
+
+    While tracing, the name ``biharmonic_fill`` in the model's own module is bound to a function that returns
+    ``fill`` (checked against the shape the model asks for): the model's ``forward`` stays the single source of
+    truth, and the graph gets one input instead of the unrolled solver.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, *args: Tensor) -> Tensor:
+        *inputs, fill = args
+        module = sys.modules[type(self.model).__module__]
+
+        def fed(image: Tensor, mask: Tensor, iterations: int) -> Tensor:
+            torch._check(image.shape[-2] == fill.shape[-2] and image.shape[-1] == fill.shape[-1])
+            return fill
+
+        original, module.biharmonic_fill = module.biharmonic_fill, fed
+        try:
+            return self.model(*inputs)
+        finally:
+            module.biharmonic_fill = original
+
+
+def _export_args(model: nn.Module, with_fill: bool) -> tuple[tuple, dict, list[str], list[str]]:
+    """Example inputs, dynamic shapes, input and output names for ``model`` (``with_fill``: plus ``fill``)."""
     from inpaintlib.models import ContextEncoder, PConvUNet
 
     if isinstance(model, PConvUNet):
@@ -70,12 +112,37 @@ def _export_args(model: nn.Module) -> tuple[tuple, dict, list[str], list[str]]:
         hk = torch.export.Dim("hk", min=1, max=max(1, MAX_SIDE // m))
         wk = torch.export.Dim("wk", min=1, max=max(1, MAX_SIDE // m))
         spatial = {2: m * hk, 3: m * wk}
+        if with_fill:
+            return ((image, mask, image), {"args": (spatial, spatial, spatial)}, ["image", "mask", "fill"],
+                    ["prediction"])  # fmt: skip
         return (image, mask), {"image": spatial, "mask": spatial}, ["image", "mask"], ["prediction"]
     if isinstance(model, ContextEncoder):
         from inpaintlib.models.context_encoder import INPUT_SIZE
 
-        return (torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE),), None, ["context"], ["patch"]
+        context = torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE)
+        if with_fill:
+            return (context, context.clone()), None, ["context", "fill"], ["patch"]
+        return (context,), None, ["context"], ["patch"]
     raise ValueError(f"can export a PConvUNet or a ContextEncoder, got {type(model).__name__}")
+
+
+def onnx_inputs(model: nn.Module, *inputs: Tensor) -> dict[str, np.ndarray]:
+    """The feeds of ``model``'s exported graph for its PyTorch ``inputs`` (batch of one): ``image, mask`` for a
+    :class:`PConvUNet`, ``context`` for a :class:`ContextEncoder`, plus the ``fill`` its head reads, if any,
+    computed by :func:`inpaintlib.smooth_fill.biharmonic_fill` as the model's ``forward`` computes it."""
+    from inpaintlib.models import PConvUNet
+    from inpaintlib.smooth_fill import biharmonic_fill
+
+    names = ["image", "mask"] if isinstance(model, PConvUNet) else ["context"]
+    feeds = {name: x.detach().float().cpu().numpy() for name, x in zip(names, inputs, strict=True)}
+    if _fill_iterations(model):
+        if isinstance(model, PConvUNet):
+            image, mask = inputs[0].float(), inputs[1].float()
+        else:  # the Context Encoder's context in [-1, 1] and its fixed central hole
+            image, mask = (inputs[0].float() + 1) / 2, model.hole_mask.float().to(inputs[0].device)
+        fill = biharmonic_fill(image * mask, mask, _fill_iterations(model))
+        feeds["fill"] = fill.cpu().numpy()
+    return feeds
 
 
 def weights_to_fp16(proto):
@@ -115,6 +182,8 @@ def _metadata(proto, model: nn.Module, source: str, fp16: bool) -> None:
         "inpaintlib.weights_dtype": "float16 (cast to float32 in the graph)" if fp16 else "float32",
         "inpaintlib.mask_polarity": "1 = valid (known) pixel, 0 = hole",
     }
+    if _fill_iterations(model):
+        props["inpaintlib.fill_iterations"] = str(_fill_iterations(model))
     if isinstance(model, PConvUNet):
         props["inpaintlib.multiple"] = str(model.multiple)
         props["inpaintlib.layers"] = str(model.layers)
@@ -140,15 +209,16 @@ def export_onnx(model: nn.Module | str | Path, out: str | Path, fp16: bool = Fal
         raise FileNotFoundError(f"output folder {out.parent} does not exist")
     if isinstance(model, (str, Path)):
         model = load_model(model)
-    args, dynamic, inputs, outputs = _export_args(model)
+    network = _FillFed(model) if _fill_iterations(model) else model
+    args, dynamic, inputs, outputs = _export_args(model, with_fill=network is not model)
     was_training = model.training
-    model.eval()
+    network.eval()
     try:
         with torch.no_grad(), warnings.catch_warnings():
             # The exporter warns that the image's and the mask's axis names coincide: they do, on purpose.
             warnings.filterwarnings("ignore", message="# The axis name", category=UserWarning)
             program = torch.onnx.export(
-                model, args, dynamo=True, opset_version=_OPSET, input_names=inputs, output_names=outputs,
+                network, args, dynamo=True, opset_version=_OPSET, input_names=inputs, output_names=outputs,
                 dynamic_shapes=dynamic, verbose=False,
             )
     finally:

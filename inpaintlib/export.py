@@ -13,7 +13,9 @@ partial convolution (report eqs. (6)-(7)) becomes standard ONNX ops (Conv, Reduc
 
 ``fp16=True`` stores the weights as float16 (half the file: 13 MB instead of 26 MB for the width-32 U-Net)
 and casts them back to float32 inside the graph, so the arithmetic stays float32 on every runtime (the
-WebAssembly backend of onnxruntime has no fast float16 kernels); inputs and outputs stay float32.
+WebAssembly backend of onnxruntime has no fast float16 kernels); inputs and outputs stay float32. ``int8=True``
+stores the large convolutions' weights as int8 with one scale per output channel (:func:`weights_to_int8`; 7 MB
+for the width-32 U-Net), again computed in float32: the live demo's download.
 
 The data-dependent check that the mask holds only 0/1 is skipped while exporting (a graph cannot branch on
 values; see ``PConvUNet._check_inputs``), so the caller must pass a binary mask.
@@ -30,6 +32,7 @@ metadata key ``inpaintlib.fill_iterations`` says how many steps per level.
 Command line::
 
     python -m inpaintlib export data/runs/pconv-l1 --format onnx --fp16 --out pconv-l1.fp16.onnx
+    python -m inpaintlib export data/runs/pconv-fill-scale --format onnx --int8 --fp16 --out best.onnx
 """
 
 from __future__ import annotations
@@ -45,12 +48,15 @@ from torch import Tensor, nn
 
 from inpaintlib.rundir import load_model
 
-__all__ = ["export_onnx", "onnx_inputs", "weights_to_fp16", "MAX_SIDE", "cli"]
+__all__ = ["export_onnx", "onnx_inputs", "weights_to_fp16", "weights_to_int8", "MAX_SIDE", "cli"]
 
 #: Largest image side the exported PConv U-Net accepts (the dynamic dimensions' upper bound).
 MAX_SIDE = 4096
 
 _OPSET = 20
+# Convolution weights smaller than this stay float32 in weights_to_int8: the first and last layers and the head
+# (under 1 % of the weights; the first and the last decide every pixel directly).
+_INT8_MIN_SIZE = 65536
 
 
 def _onnx():
@@ -173,13 +179,50 @@ def weights_to_fp16(proto):
     return proto
 
 
-def _metadata(proto, model: nn.Module, source: str, fp16: bool) -> None:
+def weights_to_int8(proto):
+    """``proto`` (changed in place and returned) with each convolution's float32 weights stored as int8.
+
+    Weight-only quantization: every ``Conv`` weight with more than one element becomes int8 with one scale per
+    output channel (symmetric, ``scale = max |w| / 127`` over the channel's inputs and kernel) and a
+    ``DequantizeLinear`` back to float32 at the top of the graph, so the activations and the arithmetic stay
+    float32 (the rescaling of a partial convolution, up to 49 times at a hole's edge, would magnify an int8
+    activation's rounding). A quarter of the float32 file.
+    """
+    onnx = _onnx()
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = proto.graph
+    conv_weights = {node.input[1] for node in graph.node if node.op_type == "Conv"}
+    kept, nodes = [], []
+    for init in graph.initializer:
+        w = numpy_helper.to_array(init)
+        if init.name not in conv_weights or init.data_type != TensorProto.FLOAT or w.size < _INT8_MIN_SIZE:
+            kept.append(init)  # biases, batch norms, the all-ones kernels that count valid pixels, small layers
+            continue
+        scale = np.abs(w).reshape(w.shape[0], -1).max(axis=1).astype(np.float32) / 127
+        scale[scale == 0] = 1
+        q = np.clip(np.round(w / scale.reshape(-1, *[1] * (w.ndim - 1))), -127, 127).astype(np.int8)
+        names = [f"{init.name}__int8", f"{init.name}__scale", f"{init.name}__zero"]
+        kept += [numpy_helper.from_array(q, names[0]), numpy_helper.from_array(scale, names[1]),
+                 numpy_helper.from_array(np.zeros(w.shape[0], np.int8), names[2])]  # fmt: skip
+        nodes.append(helper.make_node("DequantizeLinear", names, [init.name], axis=0, name=f"{init.name}__dq"))
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    nodes += list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(proto)
+    return proto
+
+
+def _metadata(proto, model: nn.Module, source: str, fp16: bool, int8: bool) -> None:
     from inpaintlib.models import PConvUNet
 
     props = {
         "inpaintlib.source": source,
         "inpaintlib.kind": "pconv" if isinstance(model, PConvUNet) else "ce",
-        "inpaintlib.weights_dtype": "float16 (cast to float32 in the graph)" if fp16 else "float32",
+        "inpaintlib.weights_dtype": ("int8 per output channel (large convolutions), " if int8 else "")
+        + ("float16" if fp16 else "float32") + " (computed in float32)",
         "inpaintlib.mask_polarity": "1 = valid (known) pixel, 0 = hole",
     }
     if _fill_iterations(model):
@@ -193,11 +236,12 @@ def _metadata(proto, model: nn.Module, source: str, fp16: bool) -> None:
         entry.key, entry.value = key, value
 
 
-def export_onnx(model: nn.Module | str | Path, out: str | Path, fp16: bool = False) -> Path:
+def export_onnx(model: nn.Module | str | Path, out: str | Path, fp16: bool = False, int8: bool = False) -> Path:
     """Write ``model`` (a :class:`PConvUNet`, a :class:`ContextEncoder`, or a run directory / ``weights.pt``
     loaded with :func:`inpaintlib.rundir.load_model`) to the ONNX file ``out``; returns its path.
 
-    See the module docstring for the inputs and outputs. ``fp16``: store the weights as float16.
+    See the module docstring for the inputs and outputs. ``fp16``: store the weights as float16; ``int8``: store
+    the large convolutions' weights as int8 (:func:`weights_to_int8`; the rest as float16 if ``fp16``).
 
     Raises:
         ValueError: not an inpainting model; FileNotFoundError: no such run, or ``out``'s folder is missing.
@@ -224,9 +268,11 @@ def export_onnx(model: nn.Module | str | Path, out: str | Path, fp16: bool = Fal
     finally:
         model.train(was_training)
     proto = program.model_proto
+    if int8:
+        weights_to_int8(proto)
     if fp16:
         weights_to_fp16(proto)
-    _metadata(proto, model, source, fp16)
+    _metadata(proto, model, source, fp16, int8)
     onnx.save(proto, out)
     return out
 
@@ -241,6 +287,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", required=True, choices=["onnx"], help="output format (only onnx)")
     p.add_argument("--fp16", action="store_true",
                    help="store the weights as float16 (half the size; computes in float32)")
+    p.add_argument("--int8", action="store_true",
+                   help="store the large convolutions' weights as int8, one scale per output channel (a quarter "
+                   "of the size; computes in float32)")
     p.add_argument("--out", required=True, help="the file to write, e.g. model.onnx")
     return p
 
@@ -249,7 +298,7 @@ def cli(argv: list[str] | None = None) -> int:
     """``python -m inpaintlib export ...`` (see ``--help``); returns the exit status."""
     args = _parser().parse_args(argv)
     try:
-        path = export_onnx(args.run, args.out, fp16=args.fp16)
+        path = export_onnx(args.run, args.out, fp16=args.fp16, int8=args.int8)
     except (ValueError, FileNotFoundError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

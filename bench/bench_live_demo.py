@@ -250,12 +250,61 @@ def write(text: str) -> None:
     path.write_text(new, encoding="utf-8")
 
 
+def faithful(limit: int | None) -> str:
+    """The demo's int8 export (run by native onnxruntime, its fill computed by PyTorch) against the run in
+    float32 (PyTorch), on the validation photos and masks of the run card's ``evaluation/`` (``evaluate``'s
+    defaults: every photo with one fixed mask per hole-ratio bucket); returns both rows of each metric."""
+    import tempfile
+
+    import onnxruntime as ort
+
+    from inpaintlib.evaluate import evaluate
+    from inpaintlib.export import export_onnx, onnx_inputs
+    from inpaintlib.inpainters import Method, model_method
+    from inpaintlib.rundir import load_model
+
+    model = load_model(REPO / "data" / "runs" / RUN).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        path = export_onnx(model, Path(tmp) / MODEL_NAME, fp16=True, int8=True)
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def int8(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        feeds = onnx_inputs(model, image[None], mask[None])
+        out = torch.from_numpy(session.run(["prediction"], feeds)[0][0]).clamp(0, 1)
+        return image * mask + (1 - mask) * out
+
+    torch.set_num_threads(1)
+    fp32 = model_method(model, name="pconv")
+    methods = [Method(f"{RUN} float32 (PyTorch)", fp32.fn, fp32.check),
+               Method(f"{RUN} int8 weights (onnxruntime, the demo's file)", int8)]
+    result = evaluate(REPO / "data" / "photos" / "val", methods, limit=limit, progress=False, masks_per_image=6)
+    buckets = list(dict.fromkeys(r["bucket"] for r in result.summary))
+    lines = []
+    for metric, label in (("psnr", "PSNR (dB)"), ("ssim", "SSIM"), ("l1_hole", "L1 in hole (x100)")):
+        lines += [f"| {label} | " + " | ".join(buckets) + " |", "|---|" + "---:|" * len(buckets)]
+        for method in result.methods:
+            cells = {r["bucket"]: r[metric]  # l1_hole is stored x100 already
+                     for r in result.summary if r["method"] == method}
+            digits = 4 if metric == "ssim" else 2
+            lines.append(f"| {method} | " + " | ".join(f"{cells[b]:.{digits}f}" for b in buckets) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--threads", type=int, default=2, help="WebAssembly threads for the isolated page")
     p.add_argument("--write", action="store_true", help="replace the live-demo section of bench/RESULTS.md")
+    p.add_argument("--faithful", action="store_true",
+                   help="instead: score the demo's int8 model and the float32 run on the validation buckets")
+    p.add_argument("--limit", type=int, default=None, help="with --faithful: the first N validation photos")
     args = p.parse_args()
+    if args.faithful:
+        print(faithful(args.limit))
+        return 0
     if find_chromium() is None:
         sys.exit("chromium not found (apt-get install chromium)")
     m = measure(args.rounds, args.threads)

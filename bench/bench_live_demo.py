@@ -14,10 +14,11 @@ Needs the built book with the demo's assets (`make html`, or `jupyter-book build
 Each page gets the same random mask (the demo's 10-20 % button); after the first fill (the page has already
 run the network once on a blank picture while loading: its first run prepares the kernels), the pages fill
 in interleaved rounds. The page itself times ``session.run`` (the network), the biharmonic fill and the whole
-fill (pad, biharmonic fill, network, composite, draw). For scale, native onnxruntime (Python, same ONNX file) and PyTorch's ``inpaint()`` are timed
-in the same rounds on the same photo and mask.
+fill (pad, biharmonic fill, network, composite, draw). For scale, native onnxruntime (Python, same ONNX file;
+the network only) and PyTorch's ``inpaint()`` are timed in the same rounds on the same photo and mask.
 
     .venv/bin/python bench/bench_live_demo.py [--rounds 10] [--threads 2] [--write]
+    .venv/bin/python bench/bench_live_demo.py --faithful   # the int8 file against float32, validation buckets
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def _open(browser, url: str, outside: list[str]):
 def _fill(page) -> tuple[float, float, float]:
     page.click(".ld-fill")
     page.wait_for_function(f"{STATE} == 'filled' || {STATE} == 'error'")
-    snap = page.evaluate("(() => { const s = liveDemo.snapshot(); return [s.lastFillMs, s.lastTotalMs, s.lastSmoothMs]; })()")
+    snap = page.evaluate("(() => { const s = liveDemo.snapshot(); "
+                         "return [s.lastFillMs, s.lastTotalMs, s.lastSmoothMs]; })()")
     return float(snap[0]), float(snap[1]), float(snap[2])
 
 
@@ -160,7 +162,8 @@ def measure(rounds: int, threads: int) -> dict:
     manifest = (HTML / "_static/live-demo/assets.js").read_text(encoding="ascii").splitlines()[-1]
     assets = json.loads(manifest.split(" = ", 1)[1].rstrip(";"))
     sizes = [sum(assets[k][f"{way}_bytes"] for k in ("runtime", "model")) for way in ("http", "file")]
-    return {"browser": results, "native": native_times, "sizes": sizes, "chromium": version, "load": load, "outside": outside,
+    return {"browser": results, "native": native_times, "sizes": sizes, "chromium": version, "load": load,
+            "outside": outside,
             "hole": float(1 - mask.mean()), "rounds": rounds, "gflop": _gflop(photo.shape[0], photo.shape[1])}
 
 
@@ -285,8 +288,8 @@ def faithful(limit: int | None) -> str:
     for metric, label in (("psnr", "PSNR (dB)"), ("ssim", "SSIM"), ("l1_hole", "L1 in hole (x100)")):
         lines += [f"| {label} | " + " | ".join(buckets) + " |", "|---|" + "---:|" * len(buckets)]
         for method in result.methods:
-            cells = {r["bucket"]: r[metric]  # l1_hole is stored x100 already
-                     for r in result.summary if r["method"] == method}
+            # (the summary stores l1_hole x100 already)
+            cells = {r["bucket"]: r[metric] for r in result.summary if r["method"] == method}
             digits = 4 if metric == "ssim" else 2
             lines.append(f"| {method} | " + " | ".join(f"{cells[b]:.{digits}f}" for b in buckets) + " |")
         lines.append("")

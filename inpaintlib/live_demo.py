@@ -240,7 +240,8 @@ def cli(argv: list[str] | None = None) -> int:
         return 2
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     manifest = (out / "assets.js").read_text(encoding="ascii")
-    model, runtime = (json.loads(manifest.splitlines()[-1].split(" = ", 1)[1].rstrip(";"))[k] for k in ("model", "runtime"))
+    assets = json.loads(manifest.splitlines()[-1].split(" = ", 1)[1].rstrip(";"))
+    model, runtime = assets["model"], assets["runtime"]
     print(f"live demo assets: {out} ({size / 1e6:.0f} MB); the demo downloads "
           f"{(model['http_bytes'] + runtime['http_bytes']) / 1e6:.1f} MB over http, "
           f"{(model['file_bytes'] + runtime['file_bytes']) / 1e6:.1f} MB from disk")

@@ -320,7 +320,6 @@
     el(".ld-start").hidden = true;
     el(".ld-loading").hidden = false;
     setStatus("Loading the network and its runtime…", "loading");
-    render();
     state.starting = loadRuntime(assets).then(function () {
       el(".ld-loading").hidden = true;
       setStatus("Ready: draw holes on the photo (or pick random ones), then press Fill.", "ready");
@@ -332,6 +331,7 @@
       el(".ld-static").hidden = false;
       render();
     });
+    render(); // the hint now says that the network is loading
     return state.starting;
   }
 

@@ -162,19 +162,25 @@ def lead_margins(rows: Sequence[Mapping], table: Sequence[Mapping], method: str 
 
 
 def describe_margins(margins: Sequence[Mapping], name: str = "the network") -> str:
-    """One computed sentence on how firm the leads of :func:`lead_margins` are: the smallest lead in
-    standard errors, and how many of the leads are smaller than one standard error or negative. The book
-    prints this sentence instead of typing a statement about standard errors (issue 25)."""
-    unit = {"psnr": "dB PSNR", "l1_hole": "hole L1"}
+    """One computed sentence on how firm the leads of :func:`lead_margins` are: in how many cells the
+    network leads, its weakest cell in standard errors, and which margins are smaller than one standard
+    error. The book prints this sentence instead of typing a statement about standard errors (issue 25)."""
+    unit = {"psnr": ("PSNR", " dB"), "l1_hole": ("hole L1", "")}
+
+    def cell(m: Mapping) -> str:
+        label, suffix = unit[m["metric"]]
+        return f"{m['bucket']} {label} {m['mean']:+.2f} ± {m['se']:.2f}{suffix}"
+
     low = min(margins, key=lambda m: m["ratio"])
     within = [m for m in margins if abs(m["mean"]) < m["se"]]
-    behind = [m for m in margins if m["mean"] <= 0]
-    text = (f"{name} leads in {len(margins) - len(behind)} of {len(margins)} bucket x metric cells; the smallest "
-            f"lead is {low['ratio']:.1f} standard errors ({low['mean']:+.2f} ± {low['se']:.2f} {unit[low['metric']]} "
-            f"on {low['bucket']}); {len(within)} of {len(margins)} margins are smaller than one standard error")
-    if within:
-        text += " (" + ", ".join(f"{m['bucket']} {unit[m['metric']]} {m['mean']:+.2f} ± {m['se']:.2f}" for m in within) + ")"
-    return text + "."
+    ahead = sum(m["mean"] > 0 for m in margins)
+    text = f"{name} leads in {ahead} of {len(margins)} bucket x metric cells; "
+    if low["mean"] > 0:
+        text += f"every lead is at least {low['ratio']:.1f} standard errors (smallest: {cell(low)}); "
+    else:
+        text += f"its weakest cell is {cell(low)}; "
+    text += f"{len(within)} of {len(margins)} margins are smaller than one standard error"
+    return text + (" (" + ", ".join(cell(m) for m in within) + ")." if within else ".")
 
 
 def format_steps(steps: Sequence[Mapping], sets: Mapping[str, str], others: Sequence[str] = ("telea", "ns", "biharmonic")

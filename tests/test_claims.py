@@ -71,5 +71,5 @@ def test_standard_error_sentence_is_computed_from_the_pairs() -> None:
     table = [{"bucket": "b", "best_psnr": (30.0, "telea"), "best_l1": (5.0, "telea")}]
     margins = results.lead_margins(rows, table, method="net")
     assert [round(m["ratio"], 2) for m in margins] == [3.87, 3.87]  # mean 0.25, se 0.0645
-    assert "the smallest lead is 3.9 standard errors" in results.describe_margins(margins)
+    assert "every lead is at least 3.9 standard errors" in results.describe_margins(margins)
     assert "0 of 2 margins are smaller" in results.describe_margins(margins)

@@ -6,6 +6,7 @@ row's tolerance, and the chapter writes that value right after the row's ``<!-- 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -73,3 +74,10 @@ def test_standard_error_sentence_is_computed_from_the_pairs() -> None:
     assert [round(m["ratio"], 2) for m in margins] == [3.87, 3.87]  # mean 0.25, se 0.0645
     assert "every lead is at least 3.9 standard errors" in results.describe_margins(margins)
     assert "0 of 2 margins are smaller" in results.describe_margins(margins)
+
+
+def test_no_marker_starts_a_line() -> None:
+    """A line that starts with an HTML comment is an HTML block in Markdown: it would cut its paragraph in two."""
+    for chapter in {c["chapter"] for c in CLAIMS}:
+        starts = re.findall(r"^[ \t]*<!-- claim:([\w.\-]+)", _markdown(chapter), flags=re.M)
+        assert starts == [], f"{chapter}: markers at the start of a line: {starts}"

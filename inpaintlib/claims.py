@@ -30,7 +30,8 @@ from pathlib import Path
 
 from inpaintlib.paths import repo_root
 
-__all__ = ["ROLES", "BEST", "REPORT_TRAINING", "role", "training_budget", "read_claims", "source_value", "check", "claim_text"]
+__all__ = ["ROLES", "BEST", "REPORT_TRAINING", "role", "training_budget", "read_claims", "source_value", "check",
+           "claim_text"]
 
 # Stored run -> the name every page uses for it (the lead's decision in issue 25).
 ROLES: dict[str, str] = {
@@ -67,7 +68,8 @@ def training_budget(run: str | Path, kind: str) -> str:
     steps = config["steps"] + config.get("finetune_steps", 0)
     photos = len(data.PhotoFolder(config["data"] or data.photo_dir("train"), config["image_size"], train=False))
     ours, theirs = steps * config["batch_size"], report["epochs"] * report["photos"]
-    return (f"report: {report['epochs']} epochs x {report['photos']:,} photos = {theirs:,} samples at {report['size']} px\n"
+    return (f"report: {report['epochs']} epochs x {report['photos']:,} photos = {theirs:,} samples at "
+            f"{report['size']} px\n"
             f"run {Path(run).name}: {steps:,} steps x batch {config['batch_size']} = {ours:,} samples at "
             f"{config['image_size']} px, {photos} photos\n"
             f"the run saw {theirs / ours:.0f}x fewer samples and {report['photos'] / photos:.0f}x fewer photos")

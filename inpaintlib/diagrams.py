@@ -132,7 +132,7 @@ def _legend_entries(rows: Sequence[dict], roles: Sequence[str], skips: bool, mas
         handles.append(Line2D([], [], color=_SKIP_COLOUR, lw=2, label="skip connection (+channels concatenated)"))
     if masks:
         handles.append(Line2D([], [], color=_MASK_COLOUR, ls="--",
-                              label="mask (1 = valid), updated by every partial conv, eq. (7)"))
+                              label="mask (1 = valid), updated by every partial conv (Chapter 2)"))
     return handles, [textwrap.fill(h.get_label(), 44, subsequent_indent="    ") for h in handles]
 
 
@@ -227,7 +227,8 @@ def gan_training_figure(bottleneck: int = 4000, patch: int = 64, image: int = 12
         "true patch": (0.0, 1.1, [f"P(x), {patch}×{patch}"], "input"),
         "D": (step, 0.0, ["real or generated?"], "discriminator"),
     }
-    boxes = {name: _box(ax, x, y, name, lines, role, f"block:{name}", fontsize) for name, (x, y, lines, role) in spec.items()}
+    boxes = {name: _box(ax, x, y, name, lines, role, f"block:{name}", fontsize)
+             for name, (x, y, lines, role) in spec.items()}
     for a, b in [("context", "encoder"), ("encoder", "code"), ("code", "decoder"), ("decoder", "patch"),
                  ("patch", "D")]:
         _arrow(ax, boxes[a], boxes[b], f"flow:{a}->{b}", _FEATURE_COLOUR)
@@ -240,6 +241,6 @@ def gan_training_figure(bottleneck: int = 4000, patch: int = 64, image: int = 12
     compare.set_gid("flow:patch<->true patch")
     ax.add_patch(compare)
     ax.text(step / 2, 1.16, "L_rec", ha="center", va="bottom", fontsize=fontsize, color=_MASK_COLOUR, gid="loss:rec")
-    ax.text(step + _BOX_W / 2 + 0.12, 0.0, "L_adv: D learns to tell,\nF learns to fool D", ha="left", va="center", fontsize=fontsize,
-            color=_MASK_COLOUR, gid="loss:adv")
+    ax.text(step + _BOX_W / 2 + 0.12, 0.0, "L_adv: D learns to tell,\nF learns to fool D", ha="left", va="center",
+            fontsize=fontsize, color=_MASK_COLOUR, gid="loss:adv")
     return fig

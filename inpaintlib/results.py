@@ -183,8 +183,8 @@ def describe_margins(margins: Sequence[Mapping], name: str = "the network") -> s
     return text + (" (" + ", ".join(cell(m) for m in within) + ")." if within else ".")
 
 
-def format_steps(steps: Sequence[Mapping], sets: Mapping[str, str], others: Sequence[str] = ("telea", "ns", "biharmonic")
-                 ) -> str:
+def format_steps(steps: Sequence[Mapping], sets: Mapping[str, str],
+                 others: Sequence[str] = ("telea", "ns", "biharmonic")) -> str:
     """What each step of a line of runs bought, as a text table of at most 76 columns.
 
     ``steps``: dicts with ``label``, ``run`` (a run folder), ``method`` (its name in the summaries) and
@@ -205,8 +205,11 @@ def format_steps(steps: Sequence[Mapping], sets: Mapping[str, str], others: Sequ
                 continue
             cell = {s["method"]: s for s in read_summary(path) if s["bucket"] == "all"}
             ours, last = cell[step["method"]], previous.get(name)
-            gain = (f"{ours['psnr'] - last['psnr']:+6.2f}", f"{last['l1_hole'] - ours['l1_hole']:+6.2f}") if last else ("", "")
-            lines.append(f"{step['label']:<22} {name:<11} | {ours['psnr']:6.2f} {gain[0]:>6} | {ours['l1_hole']:5.2f} {gain[1]:>6}")
+            gain = ("", "")
+            if last:
+                gain = (f"{ours['psnr'] - last['psnr']:+6.2f}", f"{last['l1_hole'] - ours['l1_hole']:+6.2f}")
+            lines.append(f"{step['label']:<22} {name:<11} | {ours['psnr']:6.2f} {gain[0]:>6} | "
+                         f"{ours['l1_hole']:5.2f} {gain[1]:>6}")
             previous[name] = ours
             rivals = [cell[o] for o in others if o in cell]
             if rivals:

@@ -53,6 +53,7 @@ CHAPTERS: tuple[str, ...] = (
     "03_context_encoder",
     "04_pconv_unet",
     "05_training_evaluation",
+    "06_beyond_the_report",
 )
 PROFILES: tuple[str, ...] = ("cpu", "gpu")
 

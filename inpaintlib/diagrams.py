@@ -31,7 +31,7 @@ from torch import nn
 
 from inpaintlib.models import layer_table
 
-__all__ = ["architecture_figure", "ROLE_COLOURS"]
+__all__ = ["architecture_figure", "gan_training_figure", "ROLE_COLOURS"]
 
 ROLE_COLOURS = {
     "input": "#e0e0e0",
@@ -39,6 +39,7 @@ ROLE_COLOURS = {
     "bottleneck": "#d4c8ea",
     "decoder": "#fdd9b5",
     "output": "#c7e9c0",
+    "discriminator": "#f4c7c3",
 }
 _FEATURE_COLOUR = "#333333"
 _SKIP_COLOUR = "#2a8c55"
@@ -131,7 +132,7 @@ def _legend_entries(rows: Sequence[dict], roles: Sequence[str], skips: bool, mas
         handles.append(Line2D([], [], color=_SKIP_COLOUR, lw=2, label="skip connection (+channels concatenated)"))
     if masks:
         handles.append(Line2D([], [], color=_MASK_COLOUR, ls="--",
-                              label="mask (1 = valid), updated by every partial conv, eq. (7)"))
+                              label="mask (1 = valid), updated by every partial conv (Chapter 2)"))
     return handles, [textwrap.fill(h.get_label(), 44, subsequent_indent="    ") for h in handles]
 
 
@@ -201,4 +202,45 @@ def architecture_figure(model: nn.Module, image_size: int | None = None, title: 
     fig.suptitle(heading, fontsize=10.5, x=0.03, y=1 - 0.08 / height, ha="left", va="top")
     fig.legend(handles=handles, labels=labels, loc="lower left", bbox_to_anchor=(0.02, 0.0), fontsize=8.5,
                frameon=False, handlelength=2.2)
+    return fig
+
+
+def gan_training_figure(bottleneck: int = 4000, patch: int = 64, image: int = 128, fontsize: float = 7.5) -> Figure:
+    """The Context Encoder's training scheme (report Fig 1, after Pathak et al.): the generator F encodes the
+    context M * x into a ``bottleneck``-number code and decodes a ``patch`` x ``patch`` patch; the
+    reconstruction loss compares it with the true patch P(x), and the discriminator D, trained jointly,
+    tells true patches from generated ones (the adversarial loss). Boxes carry gids ``block:<name>``,
+    arrows ``flow:<a>-><b>``; the loss labels are texts ``loss:rec`` and ``loss:adv``."""
+    step = 1.9  # inches between box centres
+    fig = plt.figure(figsize=(2 * step + _BOX_W + 0.3, 3.3))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(-_BOX_W / 2 - 0.15, 2 * step + _BOX_W / 2 + 0.15)
+    ax.set_ylim(-0.55, 2.75)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    spec = {  # name: (x, y, lines, role), in inches
+        "context": (0.0, 2.2, [f"M ⊙ x, {image}×{image}", "centre hole"], "input"),
+        "encoder": (step, 2.2, ["F: conv, stride 2"], "encoder"),
+        "code": (2 * step, 2.2, [f"{bottleneck} numbers"], "bottleneck"),
+        "decoder": (2 * step, 1.1, ["F: transposed conv"], "decoder"),
+        "patch": (step, 1.1, [f"F(M ⊙ x), {patch}×{patch}"], "output"),
+        "true patch": (0.0, 1.1, [f"P(x), {patch}×{patch}"], "input"),
+        "D": (step, 0.0, ["real or generated?"], "discriminator"),
+    }
+    boxes = {name: _box(ax, x, y, name, lines, role, f"block:{name}", fontsize)
+             for name, (x, y, lines, role) in spec.items()}
+    for a, b in [("context", "encoder"), ("encoder", "code"), ("code", "decoder"), ("decoder", "patch"),
+                 ("patch", "D")]:
+        _arrow(ax, boxes[a], boxes[b], f"flow:{a}->{b}", _FEATURE_COLOUR)
+    real = FancyArrowPatch((0.0, 1.1 - _BOX_H / 2), (step - _BOX_W / 2, 0.0), arrowstyle="-|>", mutation_scale=9,
+                           color=_FEATURE_COLOUR, connectionstyle="angle,angleA=-90,angleB=180", zorder=1)
+    real.set_gid("flow:true patch->D")
+    ax.add_patch(real)
+    compare = FancyArrowPatch((step - _BOX_W / 2, 1.1), (_BOX_W / 2, 1.1), arrowstyle="<|-|>", mutation_scale=9,
+                              color=_MASK_COLOUR, linestyle="--", zorder=1)
+    compare.set_gid("flow:patch<->true patch")
+    ax.add_patch(compare)
+    ax.text(step / 2, 1.16, "L_rec", ha="center", va="bottom", fontsize=fontsize, color=_MASK_COLOUR, gid="loss:rec")
+    ax.text(step + _BOX_W / 2 + 0.12, 0.0, "L_adv: D learns to tell,\nF learns to fool D", ha="left", va="center",
+            fontsize=fontsize, color=_MASK_COLOUR, gid="loss:adv")
     return fig

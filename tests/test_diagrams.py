@@ -116,3 +116,15 @@ def test_report_size_unet_fits_a_book_page_in_two_columns():
     enc_x = {b.get_x() for gid, b in boxes.items() if gid.startswith("layer:enc") and gid != "layer:enc8"}
     dec_x = {b.get_x() for gid, b in boxes.items() if gid.startswith("layer:dec")}
     assert len(enc_x) == 1 and len(dec_x) == 1 and enc_x.pop() < dec_x.pop()  # encoder left, decoder right
+
+
+def test_gan_training_figure_draws_both_networks_and_both_losses():
+    from inpaintlib.diagrams import gan_training_figure
+
+    fig = gan_training_figure(bottleneck=1000)
+    gids = {p.get_gid() for p in fig.axes[0].patches}
+    assert {"block:context", "block:code", "block:patch", "block:true patch", "block:D"} <= gids
+    assert {"flow:patch->D", "flow:true patch->D", "flow:patch<->true patch"} <= gids
+    texts = {t.get_gid(): t.get_text() for t in fig.axes[0].texts if t.get_gid()}
+    assert "L_rec" in texts["loss:rec"] and "L_adv" in texts["loss:adv"]
+    assert any("1000 numbers" in t for t in _texts(fig))

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import re
+import sys
 import tempfile
 from pathlib import Path
 
@@ -197,11 +198,56 @@ _PAGE_PROBE = """() => {
     const text = caption ? caption.textContent.trim() : '';
     return !/^Fig\\.\\s*\\d+\\.\\d+\\s*\\S/.test(text);
   }).map(i => i.src.slice(-60));
+  // A table cell is clipped when its right edge lies beyond the right edge of an ancestor that cuts off
+  // overflow without scrolling (overflow hidden or clip), or beyond the window: the reader cannot reach it. Up to
+  // the nearest scrolling ancestor the cell itself is measured, above it that scroll box.
+  const clips = s => ['hidden', 'clip'].includes(s.overflowX);
+  const scrolls = s => ['auto', 'scroll'].includes(s.overflowX);
+  const cutCells = [...document.querySelectorAll('td, th')].filter(cell => {
+    let box = cell.getBoundingClientRect();
+    if (box.width === 0) return false;
+    for (let e = cell.parentElement; e && e !== document.documentElement; e = e.parentElement) {
+      const s = getComputedStyle(e), r = e.getBoundingClientRect();
+      if (scrolls(s)) box = r;
+      else if (clips(s) && box.right > r.right + 1) return true;
+    }
+    return box.right > document.documentElement.clientWidth + 1;
+  }).map(c => `${c.closest('table').rows[0].textContent.trim().slice(0, 30)} | ${c.textContent.trim().slice(0, 20)}`);
+  // alt text that says nothing: empty, or a file name or path (a widget's image, drawn by ipywidgets from a
+  // blob, cannot carry alt text and is left out)
+  const badAlt = [...document.images].filter(i => !i.closest('.jupyter-widgets'))
+    .filter(i => !i.alt.trim() || /[\\\\/]|\\.(png|jpe?g|svg|gif|webp)\\s*$/i.test(i.alt))
+    .map(i => i.alt.slice(-60) || i.src.slice(-60));
+  const shown = outputs.map(i => ({src: i.src, width: i.getBoundingClientRect().width, natural: i.naturalWidth}));
   const typeset = document.querySelectorAll('mjx-container').length;
   const tex = document.querySelectorAll('.math, .MathJax_Preview').length;
   return {rawTables, clipped, images, uncaptioned: figures.length, typeset, tex, outputs: outputs.length, unnumbered,
+          cutCells, badAlt, shown, pageWidth: document.documentElement.scrollWidth,
           widest: Math.max(0, ...[...document.querySelectorAll('mjx-container[display="true"]')].map(m => m.scrollWidth))};
 }"""
+
+
+#: The narrowest a picture's panel may be drawn, in CSS px (a phone's column is about 350 px wide).
+MIN_PANEL_PX = 96
+
+
+def _narrow_panels(shown: list[dict]) -> list[str]:
+    """The output images whose narrowest panel is drawn below MIN_PANEL_PX: ``shown`` holds each image's URL,
+    rendered width and natural width; the panels are found in the PNG itself (page_fixes.narrowest_panel)."""
+    from urllib.parse import unquote, urlsplit
+
+    sys.path.insert(0, str(BOOK / "_ext"))
+    from page_fixes import narrowest_panel
+
+    narrow = []
+    for image in shown:
+        if not image["natural"] or not image["src"].startswith("file:"):
+            continue
+        panel = narrowest_panel(Path(unquote(urlsplit(image["src"]).path)))
+        drawn = panel * image["width"] / image["natural"]
+        if drawn < MIN_PANEL_PX:
+            narrow.append(f"{image['src'][-16:]}: {drawn:.0f} px of {image['width']:.0f}")
+    return narrow
 
 
 @pytest.mark.slow
@@ -242,6 +288,13 @@ def test_what_a_reader_sees(width: int) -> None:
                                     f"figure: {found['unnumbered'][:3]}")
                 if not found["outputs"]:
                     problems.append(f"{name} @ {width}px: no notebook output images found (selector out of date?)")
+            if found["pageWidth"] > width + 1:
+                problems.append(f"{name} @ {width}px: the page is {found['pageWidth']} px wide, it scrolls sideways")
+            for what, bad in [("table cell cut off", found["cutCells"]),
+                              ("image alt text empty or a file path", found["badAlt"]),
+                              ("figure panel narrower than 96 px", _narrow_panels(found["shown"]))]:
+                if bad:
+                    problems.append(f"{name} @ {width}px: {what}: {bad[:3]}")
             if found["uncaptioned"]:
                 problems.append(f"{name} @ {width}px: {found['uncaptioned']} figure(s) without a caption")
             if found["tex"] and not found["typeset"]:

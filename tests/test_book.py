@@ -216,7 +216,7 @@ _PAGE_PROBE = """() => {
   // alt text that says nothing: empty, or a file name or path (a widget's image, drawn by ipywidgets from a
   // blob, cannot carry alt text and is left out)
   const badAlt = [...document.images].filter(i => !i.closest('.jupyter-widgets'))
-    .filter(i => !i.alt.trim() || /[\\\\/]|\\.(png|jpe?g|svg|gif|webp)\\s*$/i.test(i.alt))
+    .filter(i => !i.alt.trim() || /^\\S*[\\\\/]\\S*$|\\.(png|jpe?g|svg|gif|webp)\\s*$/i.test(i.alt.trim()))
     .map(i => i.alt.slice(-60) || i.src.slice(-60));
   const shown = outputs.map(i => ({src: i.src, width: i.getBoundingClientRect().width, natural: i.naturalWidth}));
   const typeset = document.querySelectorAll('mjx-container').length;

@@ -18,6 +18,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
 
+from inpaintlib.plots import line_style
 from inpaintlib.rundir import load_config, load_history, load_metrics, sample_paths
 
 __all__ = ["discriminator_dominance", "adversarial_comparison", "plot_adversarial_comparison"]
@@ -80,13 +81,14 @@ def plot_adversarial_comparison(runs: Mapping[str, str | Path]) -> Figure:
     fig = plt.figure(figsize=(9, 3 + grid_height), layout="constrained")
     top, bottom = fig.subfigures(2, 1, height_ratios=[3, grid_height])
     ax_acc, ax_psnr = top.subplots(1, 2)
-    for label in labels:
+    for i, label in enumerate(labels):
         hist = load_history(runs[label])
         train = np.asarray(hist["phase"]).astype(str) == "train"
-        ax_acc.plot(hist["step"][train], hist["d_acc"][train], lw=1.2, label=label)
+        ax_acc.plot(hist["step"][train], hist["d_acc"][train], lw=1.2, label=label,
+                    **line_style(i, int(train.sum())))
         if "val_psnr" in hist:
             ok = np.isfinite(hist["val_psnr"])
-            ax_psnr.plot(hist["step"][ok], hist["val_psnr"][ok], marker="o", ms=3, lw=1.2, label=label)
+            ax_psnr.plot(hist["step"][ok], hist["val_psnr"][ok], lw=1.2, label=label, **line_style(i))
     ax_acc.axhline(0.5, color="gray", ls=":", lw=1)
     ax_acc.set(xlabel="step", ylabel="discriminator accuracy", ylim=(0, 1.02), title="discriminator accuracy (not smoothed)")
     photos = sorted({load_config(run).get("val_images") for run in runs.values()}, key=str)

@@ -31,7 +31,7 @@ from inpaintlib.inpainters import LABELS
 from inpaintlib.rundir import load_config, load_history, sample_paths
 
 __all__ = ["COLORS", "line_style", "to_image", "image_grid", "show_images", "smooth_curve", "plot_gan_losses",
-    "plot_discriminator_accuracy", "plot_sample_progress", "LOSS_TERMS", "loss_term_weights", "plot_loss_terms",
+    "plot_discriminator_accuracy", "grid_tiles", "plot_sample_progress", "LOSS_TERMS", "loss_term_weights", "plot_loss_terms",
     "image_rows", "plot_completions", "METRIC_LABELS", "plot_metric_by_bucket", "plot_method_comparison"]
 
 COLORS = {"train": "#1f77b4", "val": "#d62728", "G": "#1f77b4", "D": "#ff7f0e", "standard": "#7f7f7f"}
@@ -185,7 +185,7 @@ def _mark_phases(axes: Sequence[plt.Axes], hist: Mapping[str, np.ndarray]) -> No
                     va="top", fontsize=9, color="gray")
 
 
-def _grid_tiles(grid: np.ndarray, columns: int = 3, pad: int = 2) -> list[list[np.ndarray]]:
+def grid_tiles(grid: np.ndarray, columns: int = 3, pad: int = 2) -> list[list[np.ndarray]]:
     """Split a ``samples/step_*.png`` grid (rows: photos; columns: masked input | composite | ground
     truth, ``pad`` px apart, as ``inpaintlib.train`` writes them) into ``tiles[row][column]``."""
     height, width = grid.shape[:2]
@@ -211,7 +211,7 @@ def plot_sample_progress(run_dir: str | Path, count: int = 5, rows: int = 4, siz
         raise FileNotFoundError(f"no samples/step_*.png in run directory {run_dir}")
     idx = np.unique(np.linspace(0, len(steps) - 1, min(count, len(steps))).round().astype(int))
     chosen = [steps[i] for i in idx]
-    grids = [_grid_tiles(np.asarray(Image.open(p).convert("RGB"), dtype=np.float32) / 255) for _, p in chosen]
+    grids = [grid_tiles(np.asarray(Image.open(p).convert("RGB"), dtype=np.float32) / 255) for _, p in chosen]
     n = min(rows, len(grids[0]))
     table = [[grids[0][r][0], *[g[r][1] for g in grids], grids[-1][r][2]] for r in range(n)]  # photo r, stage c
     titles = ["input"] + [f"step {step:,}" for step, _ in chosen] + ["ground truth"]

@@ -292,7 +292,8 @@ def image_rows(
     for i, panels in enumerate(rows):
         for j, panel in enumerate(panels):
             ax = axes[i, j] = grid[i * lines + j // per_line, j % per_line]
-            ax.imshow(to_image(panel))
+            picture = to_image(panel)
+            ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None, vmin=0, vmax=1)  # a mask: grey
             frame(ax)
             if i == 0 or lines > 1:
                 ax.set_title(textwrap.fill(titles[j], 14), fontsize=11 if lines == 1 else 9)  # long: two lines

@@ -398,3 +398,30 @@ def test_chapters_use_the_books_numbers_not_the_reports(name: str) -> None:
 def test_markdown_pages_use_the_books_numbers(page: str) -> None:
     text = (BOOK / f"{page}.md").read_text()
     assert [m.group(0) for m in REPORT_NUMBER.finditer(text)] == [], f"{page}.md cites report numbers"
+
+
+def test_narrowest_panel_measures_the_grids_and_plots_the_library_draws(tmp_path: Path) -> None:
+    """page_fixes.narrowest_panel (used by the build for --panel-min-width and by the browser test): a grid of
+    photos 1.5 in a panel at 100 dpi has panels of about 150 px, row labels and titles not counted; a single
+    plot is one panel, its tick labels not counted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from inpaintlib import plots
+
+    sys.path.insert(0, str(BOOK / "_ext"))
+    from page_fixes import narrowest_panel
+
+    photos = [[torch.rand(3, 32, 32) for _ in range(5)] for _ in range(2)]
+    fig, _ = plots.image_rows(photos, [f"method {k}" for k in range(5)], ["first photo", "second photo"], size=1.5)
+    fig.savefig(tmp_path / "grid.png", dpi=100)
+    assert 120 <= narrowest_panel(tmp_path / "grid.png") <= 150
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.plot([0, 1, 2], [3, 1, 2])
+    ax.set_ylabel("PSNR (dB)")
+    fig.savefig(tmp_path / "plot.png", dpi=100)
+    assert narrowest_panel(tmp_path / "plot.png") > 0.6 * 600
+    plt.close("all")

@@ -198,19 +198,28 @@ _PAGE_PROBE = """() => {
   }).map(i => i.src.slice(-60));
   // A table cell is clipped when its right edge lies beyond the right edge of an ancestor that cuts off
   // overflow without scrolling (overflow hidden or clip), or beyond the window: the reader cannot reach it. Up to
-  // the nearest scrolling ancestor the cell itself is measured, above it that scroll box.
+  // the nearest scrolling ancestor the cell itself is measured, above it that scroll box. A cell beyond the edge
+  // of a box that scrolls is hidden unless the box shows that it scrolls: a scrollbar that takes room, or a
+  // shadow at the edge (a gradient background, book.css); phones draw no scrollbar until one scrolls.
   const clips = s => ['hidden', 'clip'].includes(s.overflowX);
   const scrolls = s => ['auto', 'scroll'].includes(s.overflowX);
+  const cued = (e, s) => /gradient/.test(s.backgroundImage) || e.offsetHeight - e.clientHeight
+    - parseFloat(s.borderTopWidth) - parseFloat(s.borderBottomWidth) > 1;
+  const cellName = c => `${c.closest('table').rows[0].textContent.trim().slice(0, 30)} | ${c.textContent.trim()}`;
+  const hidden = new Set();
   const cutCells = [...document.querySelectorAll('td, th')].filter(cell => {
     let box = cell.getBoundingClientRect();
     if (box.width === 0) return false;
     for (let e = cell.parentElement; e && e !== document.documentElement; e = e.parentElement) {
       const s = getComputedStyle(e), r = e.getBoundingClientRect();
-      if (scrolls(s)) box = r;
-      else if (clips(s) && box.right > r.right + 1) return true;
+      if (scrolls(s)) {
+        if (box.right > r.right + 1 && !cued(e, s)) hidden.add(cellName(cell).slice(0, 50));
+        box = r;
+      } else if (clips(s) && box.right > r.right + 1) return true;
     }
     return box.right > document.documentElement.clientWidth + 1;
-  }).map(c => `${c.closest('table').rows[0].textContent.trim().slice(0, 30)} | ${c.textContent.trim().slice(0, 20)}`);
+  }).map(c => cellName(c).slice(0, 50));
+  const hiddenCells = [...hidden];
   // alt text that says nothing: empty, or a file name or path (a widget's image, drawn by ipywidgets from a
   // blob, cannot carry alt text and is left out)
   const badAlt = [...document.images].filter(i => !i.closest('.jupyter-widgets'))
@@ -220,7 +229,7 @@ _PAGE_PROBE = """() => {
   const typeset = document.querySelectorAll('mjx-container').length;
   const tex = document.querySelectorAll('.math, .MathJax_Preview').length;
   return {rawTables, clipped, images, uncaptioned: figures.length, typeset, tex, outputs: outputs.length, unnumbered,
-          cutCells, badAlt, shown, pageWidth: document.documentElement.scrollWidth,
+          cutCells, hiddenCells, badAlt, shown, pageWidth: document.documentElement.scrollWidth,
           widest: Math.max(0, ...[...document.querySelectorAll('mjx-container[display="true"]')].map(m => m.scrollWidth))};
 }"""
 
@@ -256,7 +265,8 @@ def test_what_a_reader_sees(width: int) -> None:
     image loaded, every <figure> with a caption, on chapter pages every image a cell printed inside a <figure> whose
     caption starts with a figure number ("Fig. 3.2 ..."), math typeset, no console error and no request leaving
     the machine; no table cell cut off by a box that does not scroll (or by the window), no page wider than the
-    window, no image whose alt text is empty or a file path, no figure panel drawn under 96 px wide.
+    window, no table cell beyond the edge of a scrolling box that shows no sign of scrolling (scrollbar or shadow),
+    no image whose alt text is empty or a file path, no figure panel drawn under 96 px wide.
     Screenshots go to _build/html/_screenshots/<page>-<width>.png for reviewers."""
     from browser import open_page, require_built_page
 
@@ -290,6 +300,7 @@ def test_what_a_reader_sees(width: int) -> None:
             if found["pageWidth"] > width + 1:
                 problems.append(f"{name} @ {width}px: the page is {found['pageWidth']} px wide, it scrolls sideways")
             for what, bad in [("table cell cut off", found["cutCells"]),
+                              ("table cell past the edge of a box with no scroll cue", found["hiddenCells"]),
                               ("image alt text empty or a file path", found["badAlt"]),
                               ("figure panel narrower than 96 px", _narrow_panels(found["shown"]))]:
                 if bad:

@@ -115,7 +115,18 @@ def _describe_images(app, doctree, docname) -> None:
         figure = image.parent if isinstance(image.parent, nodes.figure) else None
         caption = figure.next_node(nodes.caption) if figure is not None else None
         if caption is not None and caption.astext().strip():
-            image["alt"] = _first_sentence(caption.astext())
+            image["alt"] = _first_sentence(_readable(caption))
+
+
+def _readable(node) -> str:
+    """The text of ``node`` with its TeX made readable aloud: ``M \\odot x`` becomes ``M odot x``."""
+    parts = []
+    for text in node.findall(nodes.Text):
+        text_ = str(text)
+        if isinstance(text.parent, (nodes.math, nodes.math_block)):
+            text_ = re.sub(r"[{}^_\\]", " ", re.sub(r"\\([A-Za-z]+)", r"\1", text_))
+        parts.append(text_)
+    return re.sub(r" ([.,;:)])", r"\1", " ".join("".join(parts).split()))
 
 
 _IMG = re.compile(r'<img (?P<attrs>[^>]*?)src="(?P<src>[^"]*_images/(?P<name>[^"/]+\.png))"(?P<rest>[^>]*)>')

@@ -32,8 +32,8 @@ node_modules/.package-lock.json: package.json package-lock.json
 	@command -v npm >/dev/null || { echo "error: npm not found: install Node.js and npm (e.g. apt-get install npm); the live demo page needs onnxruntime-web from npm" >&2; exit 1; }
 	npm ci --ignore-scripts --no-audit --no-fund
 
-# After the build: the live demo's assets (runtime, the fp16 ONNX export of data/runs/pconv-l1, photos, masks)
-# go into _build/html/_static/live-demo (python -m inpaintlib.live_demo).
+# After the build: the live demo's assets (runtime, the int8 ONNX export of data/runs/pconv-fill-scale, both
+# gzip-compressed, photos, masks) go into _build/html/_static/live-demo (python -m inpaintlib.live_demo).
 html: $(VENV)/.installed node_modules/.package-lock.json
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 	$(PY) -m inpaintlib.live_demo --site _build/html

@@ -9,6 +9,8 @@ Images are float tensors in [0, 1]; masks use the library's polarity (1 = valid,
   averaged without the 5-pixel border (as scikit-image and Wang et al.'s reference code do).
 * L1 over the hole: mean |completed - target| over hole pixels and channels, times 100.
 * LPIPS (opt-in): torchmetrics' AlexNet LPIPS, only when its backbone weights are available.
+* Artefact ratios (:func:`artefact_ratios`): the completion's high-frequency energy in the hole relative to the
+  ground truth's, for blur (below 1) and checkerboard or blocky patterns (above 1); not a quality score.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 
 from inpaintlib.masks import check_pair, composite
 
-__all__ = ["PSNR_MAX_DB", "METRICS", "psnr", "ssim", "l1_hole", "score", "score_batch", "lpips_available"]
+__all__ = ["PSNR_MAX_DB", "METRICS", "psnr", "ssim", "l1_hole", "score", "score_batch", "lpips_available",
+           "artefact_ratios"]
 
 PSNR_MAX_DB = 100.0
 """PSNR returned for identical images (MSE 0); any PSNR above it is clamped to it."""
@@ -101,6 +104,48 @@ def score(completed: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> 
         raise ValueError(f"completion {tuple(completed.shape)} must have the target's shape {tuple(target.shape)}")
     comp = composite(completed.float().clamp(0, 1), target.float(), mask)
     return {"psnr": psnr(comp, target), "ssim": ssim(comp, target), "l1_hole": l1_hole(comp, target, mask)}
+
+
+_LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
+_CHECKERBOARD = torch.tensor([[1.0, -1.0], [-1.0, 1.0]]) / 2  # answers only to the period-2 pattern in x and y
+
+
+def _hole_energy(images: torch.Tensor, hole: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Mean squared response of a high-pass ``kernel`` (per channel, summed over channels) at hole pixels."""
+    k = kernel.to(images)[None, None].expand(images.shape[1], 1, *kernel.shape)
+    response = torch.nn.functional.conv2d(images, k, groups=images.shape[1])  # valid: no padding at the border
+    r = response.pow(2).sum(dim=1, keepdim=True)
+    h = hole[..., : r.shape[-2], : r.shape[-1]]  # each response pixel is placed at its window's top-left corner
+    return (r * h).sum(dim=(1, 2, 3)) / h.sum(dim=(1, 2, 3)).clamp(min=1)
+
+
+def artefact_ratios(completed: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """High-frequency energy of the composite in the hole divided by the ground truth's there, per image.
+
+    * ``laplacian``: the 3x3 Laplacian's energy. A faithful completion reads about 1; a blurred one
+      (the Context Encoder's L2 mean) below 1; noise, checkerboard or hard block edges above 1.
+    * ``checkerboard``: the energy at the highest spatial frequency in both axes (the 2x2 kernel
+      [[1, -1], [-1, 1]] / 2), where the stride-2 up/down-sampling artefacts of the U-Net sit (Fig. 4.5).
+
+    Inputs (3, H, W) / (N, 3, H, W) in [0, 1] with masks (1, H, W) / (N, 1, H, W), 1 = known. The hole is
+    scored on the composite, so a seam at its border counts. Aggregate ratios over images by their geometric
+    mean. Returns tensors of shape (N,) (a 0-d tensor per key for one image).
+    """
+    comp_, single = _as_batch(completed, "completion")
+    tgt, _ = _as_batch(target, "target")
+    m, _ = _as_batch(mask, "mask")
+    if comp_.shape != tgt.shape or m.shape[0] != tgt.shape[0] or m.shape[1] != 1 or m.shape[-2:] != tgt.shape[-2:]:
+        raise ValueError(f"completion {tuple(completed.shape)}, target {tuple(target.shape)} and mask "
+                         f"{tuple(mask.shape)} must be (N, C, H, W), (N, C, H, W) and (N, 1, H, W) of one size")
+    hole = (m.to(tgt.device) == 0).float()
+    if bool((hole.sum(dim=(1, 2, 3)) == 0).any()):
+        raise ValueError("artefact_ratios needs a hole in every mask (some mask has no pixel equal to 0)")
+    comp = tgt.float() * (1 - hole) + comp_.float().clamp(0, 1) * hole
+    out = {}
+    for name, kernel in (("laplacian", _LAPLACIAN), ("checkerboard", _CHECKERBOARD)):
+        ratio = _hole_energy(comp, hole, kernel) / _hole_energy(tgt.float(), hole, kernel).clamp(min=1e-12)
+        out[name] = ratio[0] if single else ratio
+    return out
 
 
 @contextlib.contextmanager

@@ -157,10 +157,23 @@ def _scrolling_figures(app, pagename, templatename, context, doctree) -> None:
     context["body"] = _IMG.sub(wrap, body)
 
 
+def _widget_manager_only_with_widgets(app, pagename, templatename, context, doctree) -> None:
+    """The widget manager (embed.js, 1.9 MB, and its MathJax 2 shim) only on pages that show a widget: the
+    live demo's page must load under 3 MB before its demo starts (issue 27)."""
+    scripts = context.get("script_files")
+    if not scripts or "application/vnd.jupyter.widget-view+json" in context.get("body", ""):
+        return
+    context["script_files"] = [
+        s for s in scripts
+        if str(getattr(s, "filename", s) or "").rsplit("/", 1)[-1] not in ("embed.js", "mathjax2_shim.js")
+    ]
+
+
 def setup(app):
     app.connect("doctree-resolved", _describe_images)
     app.connect("html-page-context", _scrolling_figures)
     app.connect("html-page-context", _default_mode, priority=900)
     app.connect("html-page-context", _write_each_script_once, priority=900)  # after the others add theirs
+    app.connect("html-page-context", _widget_manager_only_with_widgets, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
 

@@ -1,13 +1,17 @@
-/* Live inpainting demo of the inpaint-book (book/04_live_demo.md): the stored PConv U-Net (data/runs/pconv-l1,
- * exported to ONNX with float16 weights at build time) runs in the page with onnxruntime-web's WebAssembly backend.
+/* Live inpainting demo of the inpaint-book (book/04_live_demo.md): the book's best model, the stored run
+ * data/runs/pconv-fill-scale (a PConv U-Net with a head that blends in a biharmonic fill), exported to ONNX at build
+ * time with int8 weights in its large convolutions (computed in float32), runs in the page with onnxruntime-web's
+ * WebAssembly backend; the biharmonic fill the head reads is computed by live_demo_fill.js.
  * Nothing leaves the page: the runtime, the network, the photos and the masks come from _static/live-demo/
  * (written by `python -m inpaintlib.live_demo`), and a photo the reader opens is only read into a canvas.
  *
+ * The page itself stays light: the runtime and the network (about 10 MB, gzip-compressed, inflated here with
+ * DecompressionStream) load only when the reader presses "Start the demo" or draws a first hole.
  * From file:// a page may run classic <script> files but may not fetch() or import() the files next to it, so
- * there the binaries come from script wrappers (base64); over http(s) the page fetches the plain .wasm/.onnx.
+ * there the binaries come from script wrappers (base64); over http(s) the page fetches the plain .gz files.
  * Polarity as in inpaintlib: mask 1 = valid (known) pixel, 0 = hole. The steps of a fill are those of
  * inpaintlib.inference.inpaint(): pad by repeating the last row/column to a multiple of 2**layers, run the
- * network, crop, and keep the known pixels (x_comp = M * x + (1 - M) * x_out, report section 3.2.2).
+ * network, crop, and keep the known pixels (the completion x_comp = M * x + (1 - M) * x_out of chapter 4).
  */
 (function () {
   "use strict";
@@ -19,8 +23,9 @@
   var el = function (sel) { return root.querySelector(sel); };
   var state = {
     w: 0, h: 0, photo: null, mask: null, result: null, undo: [], session: null, busy: false,
-    drawing: false, last: null, multiple: 128, threads: 1, assets: null,
+    drawing: false, last: null, multiple: 128, threads: 1, assets: null, starting: null, loadedBytes: 0,
   };
+  var FILE = location.protocol === "file:";
 
   function setStatus(text, kind) {
     el(".ld-status").textContent = text;
@@ -99,7 +104,13 @@
     overlay.putImageData(tint, 0, 0);
     var holes = 0;
     for (var j = 0; j < state.mask.length; j++) holes += 1 - state.mask[j];
-    el(".ld-fill").disabled = !state.session || state.busy || holes === 0;
+    var fillButton = el(".ld-fill"), hint = "";
+    if (!state.session) hint = state.starting ? "The network is still loading (see the bar above)." : "Press “Start the demo” (or draw a hole) to load the network first.";
+    else if (state.busy) hint = "Filling…";
+    else if (holes === 0) hint = "Draw a hole on the photo first (or pick random holes).";
+    fillButton.disabled = hint !== "";
+    fillButton.title = hint || "Fill the holes with the network";
+    el(".ld-hint").textContent = hint;
     el(".ld-undo").disabled = state.undo.length === 0;
     el(".ld-holes").textContent = (100 * holes / state.mask.length).toFixed(1) + " % hole";
   }
@@ -139,6 +150,7 @@
     overlay.addEventListener("pointerdown", function (e) {
       if (!state.photo || state.busy) return;
       e.preventDefault();
+      startDemo();
       overlay.setPointerCapture(e.pointerId);
       remember();
       state.drawing = true;
@@ -186,9 +198,11 @@
         }
       }
       var feeds = { image: new ort.Tensor("float32", image, [1, 3, H, W]), mask: new ort.Tensor("float32", mask, [1, 1, H, W]) };
-      var t0 = performance.now();
+      var t0 = performance.now(), iterations = state.assets.model.fill_iterations;
+      if (iterations) feeds.fill = new ort.Tensor("float32", window.LIVE_DEMO.biharmonicFill(image, mask, W, H, iterations), [1, 3, H, W]);
+      var t1 = performance.now();
       var output = await state.session.run(feeds);
-      var ms = performance.now() - t0;
+      var ms = performance.now() - t1, fillMs = t1 - t0;
       var pred = output.prediction.data, result = new ImageData(w, h);
       for (var yy = 0; yy < h; yy++) {
         for (var xx = 0; xx < w; xx++) {
@@ -205,9 +219,11 @@
       el(".ld-show-original").checked = false;
       render();
       state.lastFillMs = ms;
+      state.lastSmoothMs = fillMs;
       state.lastTotalMs = performance.now() - start;
       el(".ld-time").textContent = "Filled in " + Math.round(state.lastTotalMs) + " ms (the network: " + Math.round(ms) +
-        " ms at " + W + "×" + H + " px, " + state.threads + " WebAssembly thread" + (state.threads > 1 ? "s" : "") + ")";
+        " ms, its biharmonic fill: " + Math.round(fillMs) + " ms, at " + W + "×" + H + " px, " + state.threads +
+        " WebAssembly thread" + (state.threads > 1 ? "s" : "") + ")";
       setStatus("Ready: draw more holes, pick another photo, or toggle the holes and the original.", "filled");
     } catch (error) {
       setStatus("The network failed: " + error.message, "error");
@@ -217,45 +233,114 @@
     }
   }
 
+  // ---- loading the runtime and the network, only when the reader starts the demo --------------------------
+  function progress(bytes) {
+    var a = state.assets, total = FILE ? a.runtime.file_bytes + a.model.file_bytes : a.runtime.http_bytes + a.model.http_bytes;
+    state.loadedBytes = Math.min(total, bytes);
+    var bar = el(".ld-progress");
+    bar.max = total; bar.value = state.loadedBytes;
+    el(".ld-progress-text").textContent = (state.loadedBytes / 1e6).toFixed(1) + " / " + (total / 1e6).toFixed(1) + " MB";
+  }
+
+  async function fetchBytes(url, done) {
+    var response = await fetch(url);
+    if (!response.ok || !response.body) throw new Error("could not load " + url + " (" + response.status + ")");
+    var reader = response.body.getReader(), parts = [], got = 0;
+    for (;;) {
+      var chunk = await reader.read();
+      if (chunk.done) break;
+      parts.push(chunk.value); got += chunk.value.length;
+      progress(done + got);
+    }
+    var out = new Uint8Array(got), at = 0;
+    parts.forEach(function (p) { out.set(p, at); at += p.length; });
+    return out;
+  }
+
+  // gzip data inflated by the browser (a host that already sent it with Content-Encoding: gzip gives it plain)
+  async function gunzip(bytes) {
+    if (bytes[0] !== 0x1f || bytes[1] !== 0x8b) return bytes;
+    var stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
+    return new Uint8Array(await new Response(stream).arrayBuffer());
+  }
+
   async function loadRuntime(assets) {
-    await loadScript(BASE + "ort.wasm.min.js");
+    var t0 = performance.now(), done = 0;
+    progress(0);
+    await loadScript(new URL("live_demo_fill.js", script.src).href);
+    await loadScript(BASE + assets.runtime.script);
     var params = new URLSearchParams(location.search);
     var wanted = parseInt(params.get("threads") || "0", 10) || Math.min(4, navigator.hardwareConcurrency || 1);
     // threads need SharedArrayBuffer, which browsers only give to cross-origin isolated pages (never file://)
     state.threads = self.crossOriginIsolated ? wanted : 1;
     ort.env.wasm.numThreads = state.threads;
     ort.env.wasm.proxy = false;
-    var model;
-    if (location.protocol === "file:") {
-      await loadScript(BASE + "ort-wasm-simd-threaded.wasm.js");
+    var wasm, model;
+    if (FILE) {
+      await loadScript(BASE + assets.runtime.wasm + ".js");
+      progress(done = assets.runtime.file_bytes);
       var runtime = window.LIVE_DEMO.runtime;
-      ort.env.wasm.wasmBinary = fromBase64(runtime.wasm).buffer;
+      wasm = await gunzip(fromBase64(runtime.wasm_gz));
       ort.env.wasm.wasmPaths = { mjs: URL.createObjectURL(new Blob([runtime.mjs], { type: "text/javascript" })) };
       delete window.LIVE_DEMO.runtime; // the decoded copies are all that is needed now
       await loadScript(BASE + assets.model.file + ".js");
-      model = fromBase64(window.LIVE_DEMO.model.onnx);
+      progress(done += assets.model.file_bytes);
+      model = await gunzip(fromBase64(window.LIVE_DEMO.model.onnx_gz));
       delete window.LIVE_DEMO.model;
     } else {
       ort.env.wasm.wasmPaths = BASE;
-      var response = await fetch(BASE + assets.model.file);
-      if (!response.ok) throw new Error("could not load " + assets.model.file + " (" + response.status + ")");
-      model = new Uint8Array(await response.arrayBuffer());
+      done = assets.runtime.http_bytes - assets.runtime.wasm_bytes;
+      wasm = await gunzip(await fetchBytes(BASE + assets.runtime.wasm, done));
+      done += assets.runtime.wasm_bytes;
+      model = await gunzip(await fetchBytes(BASE + assets.model.file, done));
     }
+    ort.env.wasm.wasmBinary = wasm.buffer;
+    state.downloadMs = performance.now() - t0;
     state.multiple = assets.model.multiple;
-    var t0 = performance.now();
-    var session = await ort.InferenceSession.create(model, { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
+    setStatus("Preparing the network…", "loading");
+    t0 = performance.now();
+    // disable_quant_qdq: the int8 weights' DequantizeLinear nodes are folded into float32 constants once, at
+    // session creation, instead of running on every fill (the graph has no quantized activations to keep)
+    var session = await ort.InferenceSession.create(model, { executionProviders: ["wasm"], graphOptimizationLevel: "all",
+      extra: { session: { disable_quant_qdq: "1" } } });
     state.sessionMs = performance.now() - t0;
     // The first run of a session prepares its kernels and takes several times longer than the next ones:
     // pay for it now, on a blank 256x256 picture, rather than on the reader's first Fill.
-    setStatus("Preparing the network…", "loading");
-    var side = assets.size, blank = new Float32Array(side * side);
-    t0 = performance.now();
-    await session.run({
+    var side = assets.size, blank = new Float32Array(side * side), feeds = {
       image: new ort.Tensor("float32", new Float32Array(3 * side * side), [1, 3, side, side]),
       mask: new ort.Tensor("float32", blank.fill(1), [1, 1, side, side]),
-    });
+    };
+    t0 = performance.now();
+    if (assets.model.fill_iterations) { // the biharmonic fill too, on a small hole, so its code is compiled
+      var holed = new Float32Array(side * side).fill(1);
+      for (var y = side / 4; y < side / 2; y++) holed.fill(0, y * side + side / 4, y * side + side / 2);
+      feeds.fill = new ort.Tensor("float32", window.LIVE_DEMO.biharmonicFill(feeds.image.data, holed, side, side,
+        assets.model.fill_iterations), [1, 3, side, side]);
+    }
+    await session.run(feeds);
     state.warmupMs = performance.now() - t0;
     state.session = session;
+  }
+
+  function startDemo() {
+    if (state.starting) return state.starting;
+    var assets = state.assets;
+    el(".ld-start").hidden = true;
+    el(".ld-loading").hidden = false;
+    setStatus("Loading the network and its runtime…", "loading");
+    state.starting = loadRuntime(assets).then(function () {
+      el(".ld-loading").hidden = true;
+      setStatus("Ready: draw holes on the photo (or pick random ones), then press Fill.", "ready");
+      render();
+    }, function (error) {
+      el(".ld-loading").hidden = true;
+      setStatus("The network could not start in this browser (" + (error && error.message || error) +
+        "); the figure below, filled by PyTorch when the book was built, shows what it does.", "error");
+      el(".ld-static").hidden = false;
+      render();
+    });
+    render(); // the hint now says that the network is loading
+    return state.starting;
   }
 
   // ---- start-up -------------------------------------------------------------------------------------------
@@ -267,7 +352,7 @@
       button.className = "ld-thumb";
       button.title = entry.name;
       button.innerHTML = '<img alt="' + entry.name + '">';
-      button.firstChild.src = entry.src;
+      button.firstChild.src = BASE + entry.thumb;
       button.addEventListener("click", function () { choosePhoto(n); });
       photos.insertBefore(button, el(".ld-own"));
     });
@@ -291,6 +376,7 @@
     });
     el(".ld-brush").addEventListener("input", function () { el(".ld-brush-size").textContent = el(".ld-brush").value + " px"; });
     el(".ld-fill").addEventListener("click", fill);
+    el(".ld-start").addEventListener("click", startDemo);
     el(".ld-show-mask").addEventListener("change", render);
     el(".ld-show-original").addEventListener("change", render);
     bindDrawing();
@@ -299,6 +385,10 @@
   async function choosePhoto(n) {
     if (state.busy) return;
     var entry = state.assets.photos[n];
+    if (!entry.src) { // the full photo as a data URL: its pixels may be read back even from file://
+      await loadScript(BASE + entry.script);
+      entry.src = window.LIVE_DEMO["photo:" + entry.name].src;
+    }
     var img = await loadImage(entry.src);
     setPhoto(pixelsOf(img, img.naturalWidth, img.naturalHeight, false),
       "Photo: " + entry.name + " — " + entry.author + (entry.licence ? ", " + entry.licence : "") +
@@ -332,22 +422,21 @@
         "PyTorch when the book was built, stays instead.", "unsupported");
       return;
     }
+    if (typeof DecompressionStream !== "function") {
+      setStatus("This browser cannot inflate compressed files (no DecompressionStream), so the network cannot " +
+        "load here; the figure above, filled by PyTorch when the book was built, stays instead.", "unsupported");
+      return;
+    }
     var assets = (state.assets = window.LIVE_DEMO.assets);
     buildControls(assets);
+    var size = ((FILE ? assets.runtime.file_bytes + assets.model.file_bytes : assets.runtime.http_bytes +
+      assets.model.http_bytes) / 1e6).toFixed(1);
+    el(".ld-start").textContent = "Start the demo (downloads " + size + " MB)";
+    el(".ld-model").textContent = "Model: the book's best model, " + assets.model.name + " (" + assets.model.precision + ").";
     el(".ld-app").hidden = false;
     el(".ld-static").hidden = true;
     await choosePhoto(0);
-    setStatus("Loading the network (" + (assets.model.bytes / 1e6).toFixed(0) + " MB)…", "loading");
-    try {
-      await loadRuntime(assets);
-    } catch (error) {
-      el(".ld-app").hidden = true;
-      el(".ld-static").hidden = false;
-      setStatus("The network could not start in this browser (" + (error && error.message || error) +
-        "); the figure above stays instead.", "error");
-      return;
-    }
-    setStatus("Ready: draw holes on the photo (or pick random ones), then press Fill.", "ready");
+    setStatus("Draw holes on the photo, or press “Start the demo”: the network (" + size + " MB) loads then.", "idle");
     render();
   }
 
@@ -356,7 +445,8 @@
     snapshot: function () {
       return {
         w: state.w, h: state.h, threads: state.threads, lastFillMs: state.lastFillMs, lastTotalMs: state.lastTotalMs,
-        sessionMs: state.sessionMs, warmupMs: state.warmupMs,
+        lastSmoothMs: state.lastSmoothMs, sessionMs: state.sessionMs, warmupMs: state.warmupMs,
+        downloadMs: state.downloadMs, loadedBytes: state.loadedBytes, model: state.assets && state.assets.model.name,
         photo: state.photo && Array.from(state.photo.data), mask: state.mask && Array.from(state.mask),
       };
     },

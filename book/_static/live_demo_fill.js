@@ -1,0 +1,193 @@
+/* The biharmonic fill that the live demo's model reads (book/04_live_demo.md), in plain JavaScript.
+ *
+ * The same computation as inpaintlib.smooth_fill.biharmonic_fill, step for step: the known pixels averaged down
+ * a pyramid of five halvings (a coarse pixel is known when any of its children is), the coarsest level started
+ * from the mean known colour and given 4 * iterations conjugate-gradient (CG) steps on hole * lap(lap(u)) = 0,
+ * each finer level started from the bilinear upsampling (align_corners = false) of the level below and given
+ * `iterations` steps; lap is the 5-point Laplacian with replicate padding; each colour channel is its own system.
+ * The exported network gets this fill as its input `fill` (inpaintlib.export), so the exporter need not unroll
+ * the solver into the graph, and here it runs as a tight loop over the hole's pixels only: the search direction
+ * and the residual are zero outside the hole, so lap(direction) is non-zero only within one pixel of it.
+ * The three colour channels are interleaved so that one pass serves all three. Values are stored as float32 like
+ * PyTorch's; sums run in float64, so results agree to rounding.
+ */
+(function () {
+  "use strict";
+  var LEVELS = 5; // halvings from the image to the coarsest level, as in smooth_fill._LEVELS
+
+  // Indices of the pixels that are hole or next to one, with their 4 neighbours (replicate padding).
+  function stencil(hole, w, h) {
+    var near = new Uint8Array(w * h), list = [], holes = [];
+    for (var y = 0; y < h; y++) {
+      for (var x = 0; x < w; x++) {
+        var i = y * w + x;
+        if (!hole[i]) continue;
+        holes.push(i);
+        near[i] = 1;
+        if (x > 0) near[i - 1] = 1;
+        if (x < w - 1) near[i + 1] = 1;
+        if (y > 0) near[i - w] = 1;
+        if (y < h - 1) near[i + w] = 1;
+      }
+    }
+    for (var j = 0; j < w * h; j++) if (near[j]) list.push(j);
+    var nb = new Int32Array(4 * list.length);
+    for (var k = 0; k < list.length; k++) {
+      var p = list[k], px = p % w, py = (p - px) / w;
+      nb[4 * k] = py > 0 ? p - w : p;
+      nb[4 * k + 1] = py < h - 1 ? p + w : p;
+      nb[4 * k + 2] = px > 0 ? p - 1 : p;
+      nb[4 * k + 3] = px < w - 1 ? p + 1 : p;
+    }
+    var hnb = new Int32Array(4 * holes.length);
+    for (var m = 0; m < holes.length; m++) {
+      var q = holes[m], qx = q % w, qy = (q - qx) / w;
+      hnb[4 * m] = qy > 0 ? q - w : q;
+      hnb[4 * m + 1] = qy < h - 1 ? q + w : q;
+      hnb[4 * m + 2] = qx > 0 ? q - 1 : q;
+      hnb[4 * m + 3] = qx < w - 1 ? q + 1 : q;
+    }
+    return { near: Int32Array.from(list), nb: nb, holes: Int32Array.from(holes), hnb: hnb };
+  }
+
+  // out[hole] = lap(lap(v))[hole] for the 3 channels of v (interleaved: pixel p, channel c at 3p + c); lap1 is
+  // scratch (only its entries near the hole are read).
+  function apply(v, s, lap1, out) {
+    var near = s.near, nb = s.nb, holes = s.holes, hnb = s.hnb, k, p, a, b, c, d;
+    for (k = 0; k < near.length; k++) {
+      p = 3 * near[k]; a = 3 * nb[4 * k]; b = 3 * nb[4 * k + 1]; c = 3 * nb[4 * k + 2]; d = 3 * nb[4 * k + 3];
+      lap1[p] = v[a] + v[b] + v[c] + v[d] - 4 * v[p];
+      lap1[p + 1] = v[a + 1] + v[b + 1] + v[c + 1] + v[d + 1] - 4 * v[p + 1];
+      lap1[p + 2] = v[a + 2] + v[b + 2] + v[c + 2] + v[d + 2] - 4 * v[p + 2];
+    }
+    for (k = 0; k < holes.length; k++) {
+      p = 3 * holes[k]; a = 3 * hnb[4 * k]; b = 3 * hnb[4 * k + 1]; c = 3 * hnb[4 * k + 2]; d = 3 * hnb[4 * k + 3];
+      out[p] = lap1[a] + lap1[b] + lap1[c] + lap1[d] - 4 * lap1[p];
+      out[p + 1] = lap1[a + 1] + lap1[b + 1] + lap1[c + 1] + lap1[d + 1] - 4 * lap1[p + 1];
+      out[p + 2] = lap1[a + 2] + lap1[b + 2] + lap1[c + 2] + lap1[d + 2] - 4 * lap1[p + 2];
+    }
+  }
+
+  // `iterations` CG steps on hole * lap(lap(u)) = 0 for the 3 channels of u (interleaved), each its own system;
+  // u changes in place, only in the hole.
+  function conjugateGradients(u, s, iterations) {
+    var n = u.length, holes = s.holes, count = holes.length, k, p, c;
+    if (!count) return;
+    var lap1 = new Float32Array(n), r = new Float32Array(n), d = new Float32Array(n), ad = new Float32Array(n);
+    var rr = [0, 0, 0], dad = [0, 0, 0], next = [0, 0, 0], alpha = [0, 0, 0], beta = [0, 0, 0];
+    apply(u, s, lap1, ad);
+    for (k = 0; k < count; k++) {
+      p = 3 * holes[k];
+      for (c = 0; c < 3; c++) { r[p + c] = -ad[p + c]; d[p + c] = r[p + c]; rr[c] += r[p + c] * r[p + c]; }
+    }
+    for (c = 0; c < 3; c++) rr[c] = Math.fround(rr[c]);
+    for (var it = 0; it < iterations; it++) {
+      apply(d, s, lap1, ad);
+      var d0 = 0, d1 = 0, d2 = 0;
+      for (k = 0; k < count; k++) {
+        p = 3 * holes[k];
+        d0 += d[p] * ad[p]; d1 += d[p + 1] * ad[p + 1]; d2 += d[p + 2] * ad[p + 2];
+      }
+      dad[0] = d0; dad[1] = d1; dad[2] = d2;
+      for (c = 0; c < 3; c++) alpha[c] = Math.fround(rr[c] / Math.max(Math.fround(dad[c]), 1e-30));
+      var a0 = alpha[0], a1 = alpha[1], a2 = alpha[2], n0 = 0, n1 = 0, n2 = 0;
+      for (k = 0; k < count; k++) {
+        p = 3 * holes[k];
+        u[p] += a0 * d[p]; u[p + 1] += a1 * d[p + 1]; u[p + 2] += a2 * d[p + 2];
+        r[p] -= a0 * ad[p]; r[p + 1] -= a1 * ad[p + 1]; r[p + 2] -= a2 * ad[p + 2];
+        n0 += r[p] * r[p]; n1 += r[p + 1] * r[p + 1]; n2 += r[p + 2] * r[p + 2];
+      }
+      next[0] = n0; next[1] = n1; next[2] = n2;
+      for (c = 0; c < 3; c++) {
+        next[c] = Math.fround(next[c]);
+        beta[c] = Math.fround(next[c] / Math.max(rr[c], 1e-30));
+        rr[c] = next[c];
+      }
+      var b0 = beta[0], b1 = beta[1], b2 = beta[2];
+      for (k = 0; k < count; k++) {
+        p = 3 * holes[k];
+        d[p] = r[p] + b0 * d[p]; d[p + 1] = r[p + 1] + b1 * d[p + 1]; d[p + 2] = r[p + 2] + b2 * d[p + 2];
+      }
+    }
+  }
+
+  // Bilinear upsampling of an interleaved (h, w, 3) image to (H, W), as torch's interpolate(..., align_corners=False).
+  function upsample(src, h, w, H, W) {
+    var out = new Float32Array(3 * H * W), sy = h / H, sx = w / W;
+    for (var y = 0; y < H; y++) {
+      var fy = Math.max(sy * (y + 0.5) - 0.5, 0), y0 = Math.floor(fy), y1 = y0 < h - 1 ? y0 + 1 : y0, ly = fy - y0;
+      for (var x = 0; x < W; x++) {
+        var fx = Math.max(sx * (x + 0.5) - 0.5, 0), x0 = Math.floor(fx), x1 = x0 < w - 1 ? x0 + 1 : x0, lx = fx - x0;
+        var a = 3 * (y0 * w + x0), b = 3 * (y0 * w + x1), c = 3 * (y1 * w + x0), d = 3 * (y1 * w + x1), o = 3 * (y * W + x);
+        for (var ch = 0; ch < 3; ch++) {
+          out[o + ch] = (1 - ly) * ((1 - lx) * src[a + ch] + lx * src[b + ch]) + ly * ((1 - lx) * src[c + ch] + lx * src[d + ch]);
+        }
+      }
+    }
+    return out;
+  }
+
+  // image: interleaved (h, w, 3) Float32Array of image * known; known: Uint8Array of 0/1. Returns the solution.
+  function solve(image, known, w, h, iterations, levels) {
+    var n = w * h, hole = new Uint8Array(n), c, i, u;
+    for (i = 0; i < n; i++) hole[i] = known[i] ? 0 : 1;
+    var s = stencil(hole, w, h);
+    if (levels === 0) {
+      var count = 0, sums = [0, 0, 0];
+      for (i = 0; i < n; i++) if (known[i]) { count++; for (c = 0; c < 3; c++) sums[c] += image[3 * i + c]; }
+      u = new Float32Array(3 * n);
+      for (i = 0; i < n; i++) {
+        for (c = 0; c < 3; c++) u[3 * i + c] = known[i] ? image[3 * i + c] : Math.fround(Math.fround(sums[c]) / Math.max(count, 1));
+      }
+      conjugateGradients(u, s, 4 * iterations);
+      return u;
+    }
+    // avg_pool2d(kernel 2, ceil_mode): a window counts its pixels inside the image only
+    var cw = Math.ceil(w / 2), ch = Math.ceil(h / 2), coarse = new Float32Array(3 * cw * ch);
+    var coarseKnown = new Uint8Array(cw * ch);
+    for (var y = 0; y < ch; y++) {
+      for (var x = 0; x < cw; x++) {
+        var o = y * cw + x, cells = 0, kn = 0, s0 = 0, s1 = 0, s2 = 0;
+        for (var dy = 0; dy < 2; dy++) {
+          for (var dx = 0; dx < 2; dx++) {
+            var yy = 2 * y + dy, xx = 2 * x + dx;
+            if (yy >= h || xx >= w) continue;
+            var q = yy * w + xx;
+            cells++; kn += known[q] ? 1 : 0;
+            s0 += image[3 * q]; s1 += image[3 * q + 1]; s2 += image[3 * q + 2];
+          }
+        }
+        var weight = Math.max(Math.fround(kn / cells), 1e-12);
+        coarse[3 * o] = Math.fround(s0 / cells) / weight;
+        coarse[3 * o + 1] = Math.fround(s1 / cells) / weight;
+        coarse[3 * o + 2] = Math.fround(s2 / cells) / weight;
+        coarseKnown[o] = kn > 0 ? 1 : 0;
+      }
+    }
+    u = upsample(solve(coarse, coarseKnown, cw, ch, iterations, levels - 1), ch, cw, h, w);
+    for (i = 0; i < n; i++) if (known[i]) for (c = 0; c < 3; c++) u[3 * i + c] = image[3 * i + c];
+    conjugateGradients(u, s, iterations);
+    return u;
+  }
+
+  /* The fill of a (3, h, w) image (Float32Array, planes one after another, values in [0, 1]) with mask
+   * (Float32Array h*w, 1 = known, 0 = hole), as biharmonic_fill(image * mask, mask, iterations): the known
+   * pixels unchanged, the hole filled and clipped to [0, 1]. Returns a Float32Array of 3*h*w, planes again. */
+  function biharmonicFill(image, mask, w, h, iterations) {
+    var n = w * h, known = new Uint8Array(n), interleaved = new Float32Array(3 * n), c, i;
+    for (i = 0; i < n; i++) {
+      known[i] = mask[i] ? 1 : 0;
+      for (c = 0; c < 3; c++) interleaved[3 * i + c] = image[c * n + i] * mask[i];
+    }
+    var filled = solve(interleaved, known, w, h, iterations, LEVELS), out = new Float32Array(3 * n);
+    for (c = 0; c < 3; c++) {
+      for (i = 0; i < n; i++) {
+        out[c * n + i] = known[i] ? interleaved[3 * i + c] : Math.min(1, Math.max(0, filled[3 * i + c]));
+      }
+    }
+    return out;
+  }
+
+  window.LIVE_DEMO = window.LIVE_DEMO || {};
+  window.LIVE_DEMO.biharmonicFill = biharmonicFill;
+})();

@@ -18,6 +18,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
 
+from inpaintlib.plots import frame, grid_tiles, line_style
 from inpaintlib.rundir import load_config, load_history, load_metrics, sample_paths
 
 __all__ = ["discriminator_dominance", "adversarial_comparison", "plot_adversarial_comparison"]
@@ -73,34 +74,41 @@ def adversarial_comparison(runs: Mapping[str, str | Path]) -> dict[str, dict[str
 
 
 def plot_adversarial_comparison(runs: Mapping[str, str | Path]) -> Figure:
-    """Top: the discriminator's accuracy and the validation PSNR over the steps of each run. Below: each
-    run's last sample grid (per row: input, completion, ground truth), the same validation photos."""
+    """Top: the discriminator's accuracy and the validation PSNR over the steps of each run. Below: the same
+    validation photos (one a column) from each run's last sample grid: the input, each run's completion (one
+    row a run) and the ground truth, each tile about 2 inches wide so texture can be judged."""
     labels = list(runs)
-    grid_height = 9 / len(labels) * 4 / 3  # a sample grid is 3 tiles wide and 4 tall
-    fig = plt.figure(figsize=(9, 3 + grid_height), layout="constrained")
-    top, bottom = fig.subfigures(2, 1, height_ratios=[3, grid_height])
+    last = {label: sample_paths(runs[label])[-1] for label in labels}  # (step, path) of each run's last grid
+    tiles = {label: grid_tiles(np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255)
+             for label, (_, path) in last.items()}  # tiles[label][photo][input | completion | truth]
+    photos = min(4, *(len(t) for t in tiles.values()))  # at most four columns: tiles of 2 inches or more
+    fig = plt.figure(figsize=(9, 3 + 9 / photos * (len(labels) + 2)), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[3, 9 / photos * (len(labels) + 2)])
     ax_acc, ax_psnr = top.subplots(1, 2)
-    for label in labels:
+    for i, label in enumerate(labels):
         hist = load_history(runs[label])
         train = np.asarray(hist["phase"]).astype(str) == "train"
-        ax_acc.plot(hist["step"][train], hist["d_acc"][train], lw=1.2, label=label)
+        ax_acc.plot(hist["step"][train], hist["d_acc"][train], lw=1.2, label=label,
+                    **line_style(i, int(train.sum())))
         if "val_psnr" in hist:
             ok = np.isfinite(hist["val_psnr"])
-            ax_psnr.plot(hist["step"][ok], hist["val_psnr"][ok], marker="o", ms=3, lw=1.2, label=label)
+            ax_psnr.plot(hist["step"][ok], hist["val_psnr"][ok], lw=1.2, label=label, **line_style(i))
     ax_acc.axhline(0.5, color="gray", ls=":", lw=1)
     ax_acc.set(xlabel="step", ylabel="discriminator accuracy", ylim=(0, 1.02), title="discriminator accuracy (not smoothed)")
-    photos = sorted({load_config(run).get("val_images") for run in runs.values()}, key=str)
+    counts = sorted({load_config(run).get("val_images") for run in runs.values()}, key=str)
     ax_psnr.set(xlabel="step", ylabel="PSNR (dB)",
-                title=f"PSNR during training ({' / '.join(map(str, photos))} validation photos)")
+                title=f"PSNR during training ({' / '.join(map(str, counts))} validation photos)")
     for ax in (ax_acc, ax_psnr):
         ax.grid(alpha=0.3)
         ax.legend(frameon=False, fontsize=9)
-    grids = bottom.subplots(1, len(labels), squeeze=False)[0]
-    for ax, label in zip(grids, labels):
-        step, path = sample_paths(runs[label])[-1]
-        with Image.open(path) as image:
-            ax.imshow(np.asarray(image.convert("RGB")))
-        ax.set_title(f"{label}: samples at step {step:,}", fontsize=10 if len(labels) < 3 else 8.5)
-        ax.set_xticks([])
-        ax.set_yticks([])
+    first = tiles[labels[0]]
+    rows = [("input", [first[c][0] for c in range(photos)])]
+    rows += [(f"{label}\nstep {last[label][0]:,}", [tiles[label][c][1] for c in range(photos)]) for label in labels]
+    rows += [("ground truth", [first[c][2] for c in range(photos)])]
+    axes = bottom.subplots(len(rows), photos, squeeze=False)
+    for (name, row), ax_row in zip(rows, axes):
+        for tile, ax in zip(row, ax_row):
+            ax.imshow(tile)
+            frame(ax)
+        ax_row[0].set_ylabel(name, fontsize=9)
     return fig

@@ -30,27 +30,23 @@ from inpaintlib.masks import bucket_sort_key
 from inpaintlib.inpainters import LABELS
 from inpaintlib.rundir import load_config, load_history, sample_paths
 
-__all__ = [
-    "COLORS",
-    "to_image",
-    "image_grid",
-    "show_images",
-    "smooth_curve",
-    "plot_gan_losses",
-    "plot_discriminator_accuracy",
-    "plot_sample_progress",
-    "LOSS_TERMS",
-    "loss_term_weights",
-    "plot_loss_terms",
-    "image_rows",
-    "plot_completions",
-    "METRIC_LABELS",
-    "plot_metric_by_bucket",
-    "plot_method_comparison",
-]
+__all__ = ["COLORS", "line_style", "to_image", "image_grid", "show_images", "smooth_curve", "plot_gan_losses",
+    "plot_discriminator_accuracy", "grid_tiles", "plot_sample_progress", "LOSS_TERMS", "loss_term_weights", "plot_loss_terms",
+    "image_rows", "plot_completions", "METRIC_LABELS", "plot_metric_by_bucket", "plot_method_comparison"]
 
 COLORS = {"train": "#1f77b4", "val": "#d62728", "G": "#1f77b4", "D": "#ff7f0e", "standard": "#7f7f7f"}
 
+#: Line style and marker of the i-th curve of a plot: curves that lie on top of each other (Telea under
+#: Navier-Stokes) stay distinguishable by their dashes and markers, not by colour alone.
+_STYLES = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"), ((0, (5, 1, 1, 1, 1, 1)), "v"), ((0, (1, 3)), "P")]
+
+
+def line_style(i: int, points: int = 0) -> dict:
+    """Keyword arguments for ``ax.plot`` that give the ``i``-th curve of a plot its own dashes and marker (the
+    colour follows matplotlib's cycle). ``points``: the curve's length; a long curve gets about ten markers."""
+    dashes, marker = _STYLES[i % len(_STYLES)]
+    return {"linestyle": dashes, "marker": marker, "markevery": max(1, points // 10) if points else None,
+            "markersize": 5, "markerfacecolor": "none" if i % 2 else None}
 
 
 # --------------------------------------------------------------------------------------------- basics
@@ -124,7 +120,6 @@ def smooth_curve(values: Sequence[float], window: int | None = None) -> np.ndarr
     return np.convolve(padded, kernel, mode="valid")
 
 
-
 # ------------------------------------------------------------------------------- training runs
 def _column(hist: Mapping[str, np.ndarray], *candidates: str) -> str | None:
     for c in candidates:
@@ -145,9 +140,8 @@ def plot_gan_losses(run_dir: str | Path, smooth: int | None = None) -> Figure:
     ]
     fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.6), layout="constrained")
     for ax, (title, curves) in zip(axes, panels):
-        for label, col in curves:
-            if col is not None:
-                ax.plot(step, smooth_curve(hist[col], smooth), label=label)
+        for i, (label, col) in enumerate(c for c in curves if c[1] is not None):
+            ax.plot(step, smooth_curve(hist[col], smooth), label=label, **line_style(i, len(step)))
         ax.set_xlabel("step")
         ax.set_title(title, fontsize=11)
         ax.grid(alpha=0.3)
@@ -165,9 +159,11 @@ def plot_discriminator_accuracy(run_dir: str | Path, smooth: int | None = None) 
         raise ValueError(f"history.csv of {run_dir} has no discriminator accuracy column (expected 'd_acc')")
     fig, ax = plt.subplots(figsize=(6, 3.2), layout="constrained")
     ax.plot(hist["step"], smooth_curve(hist[col], smooth), color=COLORS["D"], label="accuracy")
-    for extra, label in (("d_acc_real", "on real patches"), ("d_acc_fake", "on generated patches")):
-        if extra in hist:
-            ax.plot(hist["step"], smooth_curve(hist[extra], smooth), lw=0.8, label=label)
+    extras = [(c, label) for c, label in (("d_acc_real", "on real patches"), ("d_acc_fake", "on generated patches"))
+              if c in hist]
+    for i, (extra, label) in enumerate(extras, start=1):
+        ax.plot(hist["step"], smooth_curve(hist[extra], smooth), lw=0.8, label=label,
+                **line_style(i, len(hist["step"])))
     ax.axhline(0.5, color="gray", ls=":", lw=1)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("step")
@@ -189,7 +185,7 @@ def _mark_phases(axes: Sequence[plt.Axes], hist: Mapping[str, np.ndarray]) -> No
                     va="top", fontsize=9, color="gray")
 
 
-def _grid_tiles(grid: np.ndarray, columns: int = 3, pad: int = 2) -> list[list[np.ndarray]]:
+def grid_tiles(grid: np.ndarray, columns: int = 3, pad: int = 2) -> list[list[np.ndarray]]:
     """Split a ``samples/step_*.png`` grid (rows: photos; columns: masked input | composite | ground
     truth, ``pad`` px apart, as ``inpaintlib.train`` writes them) into ``tiles[row][column]``."""
     height, width = grid.shape[:2]
@@ -201,32 +197,27 @@ def _grid_tiles(grid: np.ndarray, columns: int = 3, pad: int = 2) -> list[list[n
              for c in range(columns)] for r in range(rows)]
 
 
-def plot_sample_progress(run_dir: str | Path, count: int = 5, rows: int = 4, size: float = 1.2) -> Figure:
+def plot_sample_progress(run_dir: str | Path, count: int = 5, rows: int = 4, size: float = 1.6,
+                         max_columns: int | None = 4) -> Figure:
     """Report Fig 7: the run's fixed validation samples at ``count`` evenly spaced logged steps.
 
     Columns: the masked input, the completion at each chosen step, the ground truth; one row per
-    validation photo (at most ``rows``). Read from the run's ``samples/step_XXXXXX.png`` grids.
+    validation photo (at most ``rows``). Read from the run's ``samples/step_XXXXXX.png`` grids. When that
+    is more than ``max_columns`` columns the grid is turned (one column per photo, one row per stage), so
+    that each image stays large enough to judge texture.
     """
     steps = sample_paths(run_dir)
     if not steps:
         raise FileNotFoundError(f"no samples/step_*.png in run directory {run_dir}")
     idx = np.unique(np.linspace(0, len(steps) - 1, min(count, len(steps))).round().astype(int))
     chosen = [steps[i] for i in idx]
-    grids = [_grid_tiles(np.asarray(Image.open(p).convert("RGB"))) for _, p in chosen]
+    grids = [grid_tiles(np.asarray(Image.open(p).convert("RGB"), dtype=np.float32) / 255) for _, p in chosen]
     n = min(rows, len(grids[0]))
-    ncols = len(chosen) + 2
-    fig, axes = plt.subplots(n, ncols, figsize=(size * ncols, size * n + 0.4), squeeze=False, layout="constrained")
-    for r in range(n):
-        tiles = [grids[0][r][0]] + [g[r][1] for g in grids] + [grids[-1][r][2]]
-        for c, tile in enumerate(tiles):
-            axes[r, c].imshow(tile)
-            axes[r, c].set_xticks([])
-            axes[r, c].set_yticks([])
+    table = [[grids[0][r][0], *[g[r][1] for g in grids], grids[-1][r][2]] for r in range(n)]  # photo r, stage c
     titles = ["input"] + [f"step {step:,}" for step, _ in chosen] + ["ground truth"]
-    for c, title in enumerate(titles):
-        axes[0, c].set_title(title, fontsize=11)
-    return fig
-
+    if len(titles) <= (max_columns or len(titles)):
+        return image_rows(table, titles, size=size)[0]
+    return image_rows([list(stage) for stage in zip(*table)], [""] * n, row_labels=titles, size=size)[0]
 
 
 # ----------------------------------------------------------------------- PConv loss terms (Fig 6)
@@ -284,18 +275,30 @@ def plot_loss_terms(run_dir: str | Path, smooth: int | None = None, val: bool = 
 
 def image_rows(
     rows: Sequence[Sequence[Tensor | np.ndarray]], titles: Sequence[str], row_labels: Sequence[str] | None = None,
-    size: float = 2.4,
+    size: float = 2.4, max_columns: int | None = None,
 ) -> tuple[Figure, np.ndarray]:
     """A grid of images, ``rows[i][j]`` in row i and column j, columns titled on the first row, rows
-    labelled on the left; returns the figure and its (rows, columns) axes."""
+    labelled on the left; returns the figure and its (rows, columns) axes.
+
+    With ``max_columns``, a row longer than that goes on over several lines and every panel gets its title,
+    so that a grid of many methods keeps panels large enough to judge texture (at least 128 px per image in
+    a 1280 px window, issue 25)."""
     n, ncols = len(rows), len(titles)
-    fig, axes = plt.subplots(n, ncols, figsize=(ncols * size, n * size + 0.4), squeeze=False, layout="constrained")
+    lines = math.ceil(ncols / min(ncols, max_columns or ncols))
+    per_line = math.ceil(ncols / lines)  # 6 panels in two lines of 3, not 4 + 2
+    height = n * lines * (size + 0.25 * (lines > 1)) + 0.4  # room for a title over each wrapped panel
+    fig, grid = plt.subplots(n * lines, per_line, figsize=(per_line * size, height), squeeze=False, layout="constrained")
+    axes = np.empty((n, ncols), dtype=object)  # (row, column) -> the axes it is drawn in
     for i, panels in enumerate(rows):
         for j, panel in enumerate(panels):
-            axes[i, j].imshow(to_image(panel))
-            frame(axes[i, j])
-            if i == 0:
-                axes[i, j].set_title(textwrap.fill(titles[j], 14), fontsize=11)  # long titles on two lines
+            ax = axes[i, j] = grid[i * lines + j // per_line, j % per_line]
+            picture = to_image(panel)
+            ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None, vmin=0, vmax=1)  # a mask: grey
+            frame(ax)
+            if i == 0 or lines > 1:
+                ax.set_title(textwrap.fill(titles[j], 14), fontsize=11 if lines == 1 else 9)  # long: two lines
+        for ax in grid[i * lines + (len(panels) - 1) // per_line, (len(panels) - 1) % per_line + 1:]:
+            ax.axis("off")  # the empty end of a row's last line
         if row_labels is not None:
             axes[i, 0].set_ylabel(row_labels[i], fontsize=11)
     return fig, axes
@@ -312,15 +315,9 @@ def plot_completions(
     return fig
 
 
-
 # --------------------------------------------------------------------------------- evaluation
-METRIC_LABELS = {
-    "psnr": "PSNR (dB)",
-    "ssim": "SSIM",
-    "l1_hole": "L1 over the hole ×100",
-    "lpips": "LPIPS (AlexNet)",
-    "seconds": "seconds per image",
-}
+METRIC_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "l1_hole": "L1 over the hole ×100", "lpips": "LPIPS (AlexNet)",
+                 "seconds": "seconds per image"}
 
 
 def plot_metric_by_bucket(
@@ -345,9 +342,10 @@ def plot_metric_by_bucket(
     fig, axes = plt.subplots(1, len(metrics), figsize=(width, 3.4), squeeze=False, layout="constrained")
     x = np.arange(len(buckets))
     for ax, metric in zip(axes[0], metrics):
-        for method in methods:
+        for i, method in enumerate(methods):
             values = [float(cell[(method, b)][metric]) if (method, b) in cell else np.nan for b in buckets]
-            ax.plot(x, values, "o-", ms=4, label=LABELS.get(method, method))
+            dodge = (i - (len(methods) - 1) / 2) * 0.05  # methods with equal scores side by side, not hidden
+            ax.plot(x + dodge, values, label=LABELS.get(method, method), **line_style(i))
         ax.set_xticks(x, buckets, fontsize=8)
         ax.set_xlabel("hole-ratio bucket")
         ax.set_ylabel(METRIC_LABELS.get(metric, metric))
@@ -367,20 +365,17 @@ def _batched(x: Tensor, channels: int, what: str) -> Tensor:
 
 
 def plot_method_comparison(
-    image: Tensor,
-    mask: Tensor,
-    outputs: Mapping[str, Tensor],
-    scores: Mapping[str, float | Sequence[float]] | None = None,
-    row_labels: Sequence[str] | None = None,
-    size: float = 1.4,
-    score_format: str = "{:.1f} dB",
+    image: Tensor, mask: Tensor, outputs: Mapping[str, Tensor],
+    scores: Mapping[str, float | Sequence[float]] | None = None, row_labels: Sequence[str] | None = None,
+    size: float = 1.4, score_format: str = "{:.1f} dB", max_columns: int | None = 4,
 ) -> Figure:
     """Rows of: the masked input (hole in white), each method's completion, the ground truth.
 
     ``image`` is one ground truth (3, H, W) or a batch (N, 3, H, W); ``mask`` (1, H, W) or (N, 1, H, W),
     1 = valid, 0 = hole; ``outputs[method]`` the completions, shaped like ``image``. Columns are titled
     with :data:`inpaintlib.inpainters.LABELS` (other names as given). ``scores[method]`` -- one number, or one
-    per row -- is written under each completion with ``score_format``; ``row_labels`` name the rows.
+    per row -- is written under each completion with ``score_format``; ``row_labels`` name the rows. A row
+    goes on over lines of at most ``max_columns`` panels (see :func:`image_rows`).
     """
     images, masks_ = _batched(image, 3, "image"), _batched(mask, 1, "mask")
     outs = {name: _batched(out, 3, f"outputs[{name!r}]") for name, out in outputs.items()}
@@ -390,7 +385,7 @@ def plot_method_comparison(
     cols = ["masked input", *[LABELS.get(m, m) for m in outs], "ground truth"]
     masked = images * masks_ + (1 - masks_)  # hole shown in white
     fig, axes = image_rows([[masked[i], *[o[i] for o in outs.values()], images[i]] for i in range(n)], cols,
-                           row_labels, size)
+                           row_labels, size, max_columns)
     for i in range(n):
         for j, name in enumerate(outs, start=1):
             value = (scores or {}).get(name)

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from inpaintlib.layers import PartialConv2d
 from inpaintlib.masks import validate_mask
-from inpaintlib.plots import COLORS, frame, image_grid, smooth_curve, to_image
+from inpaintlib.plots import COLORS, frame, image_grid, image_rows, smooth_curve, to_image
 
 __all__ = [
     "plot_regression_fit",
@@ -242,30 +242,22 @@ def mean_filter_frame(sequence: Mapping[str, Any], index: int) -> np.ndarray:
     return (np.concatenate([std, gap, part, gap, mask], axis=1) * 255 + 0.5).astype(np.uint8)
 
 
-def plot_mean_filter(sequence: Mapping[str, Any], show: Sequence[int] | None = None, size: float = 1.2) -> Figure:
-    """Report Fig 3: rows standard convolution / partial convolution / partial-convolution mask.
+def plot_mean_filter(sequence: Mapping[str, Any], show: Sequence[int] | None = None, size: float = 1.6,
+                     max_columns: int = 4) -> Figure:
+    """Report Fig 3: rows standard convolution / partial convolution / partial-convolution mask, a column per
+    iteration count. With more than ``max_columns`` iteration counts the grid is turned (a row per count), so
+    that each picture stays large.
 
     ``show`` picks iteration counts of the sequence to draw (default: all of them).
     """
     its = list(sequence["iterations"])
     keep = range(len(its)) if show is None else [its.index(i) for i in show]
-    rows = [(name, [sequence[key][k] for k in keep]) for name, key in
-            (("standard conv", "standard"), ("partial conv", "partial"), ("mask (partial)", "mask"))]
-    its = [its[k] for k in keep]
-    fig, axes = plt.subplots(3, len(its), figsize=(size * len(its), size * 3 + 0.4), squeeze=False,
-                             layout="constrained")
-    for r, (name, frames) in enumerate(rows):
-        for c, picture in enumerate(frames):
-            ax = axes[r, c]
-            arr = to_image(picture)
-            ax.imshow(arr, cmap="gray" if arr.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
-            frame(ax)
-            if r == 0:
-                ax.set_title(f"{its[c]} iteration{'s' if its[c] != 1 else ''}", fontsize=10)
-            if c == 0:
-                ax.set_ylabel(name, fontsize=11)
-    return fig
-
+    names = ["standard conv", "partial conv", "mask (partial)"]
+    rows = [[sequence[key][k] for k in keep] for key in ("standard", "partial", "mask")]
+    counts = [f"{its[k]} iteration{'s' if its[k] != 1 else ''}" for k in keep]
+    if len(counts) <= max_columns:
+        return image_rows(rows, counts, names, size)[0]
+    return image_rows([list(column) for column in zip(*rows)], names, counts, size)[0]
 
 
 # ------------------------------------------------------------- chapters 3-4: what the losses weigh

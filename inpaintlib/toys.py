@@ -83,13 +83,15 @@ def plot_activations(z: Tensor | None = None) -> Figure:
     """The activation functions of the book's networks, with their slopes (what backpropagation multiplies)."""
     z = torch.linspace(-4, 4, 401) if z is None else z
     funcs = {"ReLU": nn.ReLU(), "leaky ReLU (0.2)": nn.LeakyReLU(0.2), "sigmoid": nn.Sigmoid(), "tanh": nn.Tanh()}
+    # ReLU and leaky ReLU coincide for z > 0: a wide solid line under a dashed one keeps both visible
+    styles = [{"lw": 3.5, "alpha": 0.6}, {"ls": "--", "lw": 1.6}, {"ls": "-.", "lw": 1.6}, {"ls": ":", "lw": 2.0}]
     fig, axes = plt.subplots(1, 2, figsize=(8.0, 3.0), layout="constrained")
-    for name, f in funcs.items():
+    for (name, f), style in zip(funcs.items(), styles):
         zz = z.clone().requires_grad_(True)
         out = f(zz)
         (slope,) = torch.autograd.grad(out.sum(), zz)
-        axes[0].plot(z, out.detach(), label=name)
-        axes[1].plot(z, slope, label=name)
+        axes[0].plot(z, out.detach(), label=name, **style)
+        axes[1].plot(z, slope, label=name, **style)
     axes[0].set_title("activation $a(z)$", fontsize=10)
     axes[1].set_title("slope $a'(z)$", fontsize=10)
     for ax in axes:

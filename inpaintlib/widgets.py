@@ -54,7 +54,7 @@ def frame_slider(
     stack = w.Stack(images, selected_index=0)
     slider = w.SelectionSlider(options=list(labels), value=labels[0], description=description,
                                continuous_update=True, style={"description_width": "initial"},
-                               layout=w.Layout(width="420px"))
+                               layout=w.Layout(width="100%", max_width="420px"))  # fits a phone
     w.jslink((slider, "index"), (stack, "selected_index"))
     children = ([w.HTML(f"<small>{caption}</small>")] if caption else []) + [slider, stack]
     return w.VBox(children)

@@ -63,3 +63,22 @@ def test_comparison_table_reads_config_and_metrics(tmp_path):
     table = gan_balance.adversarial_comparison({"with": a, "without": b})
     assert table["with"]["w_adv"] == 0.001 and table["without"]["w_adv"] == 0.0
     assert table["with"]["psnr"] == 25.0 and table["with"]["steps"] == 20
+
+
+def test_comparison_figure_shows_each_runs_completions_in_a_row_of_large_tiles():
+    """The stored study (data/studies/ce-adversarial): one row of tiles per run between the input and the
+    ground truth, at most four photos a row, so each tile is at least 2 inches wide."""
+    import matplotlib.pyplot as plt
+
+    study = Path(__file__).resolve().parents[1] / "data" / "studies" / "ce-adversarial"
+    runs = {p.name: p for p in sorted(study.iterdir()) if (p / "samples").is_dir()}
+    if len(runs) < 2:
+        pytest.skip("the stored ce-adversarial study is missing")
+    fig = gan_balance.plot_adversarial_comparison(runs)
+    tiles = [ax for ax in fig.axes if ax.get_images()]
+    labels = [ax.get_ylabel() for ax in tiles if ax.get_ylabel()]
+    assert labels[0] == "input" and labels[-1] == "ground truth" and len(labels) == len(runs) + 2
+    assert all(label.startswith(name) for label, name in zip(labels[1:-1], runs))
+    columns = len(tiles) // len(labels)
+    assert columns <= 4 and fig.get_figwidth() / columns >= 2
+    plt.close(fig)

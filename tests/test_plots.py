@@ -94,3 +94,43 @@ def test_method_comparison_shows_the_hole_in_white_and_the_scores():
     assert len(single.axes) == 3 and single.axes[1].get_xlabel() == "19.0 dB"
     with pytest.raises(ValueError, match="same number of rows"):
         plots.plot_method_comparison(image, mask[:1], outputs)
+
+
+def test_curves_with_equal_values_differ_in_dashes_markers_and_position():
+    """Telea and Navier-Stokes score almost alike (Fig. 5.4): two methods with the same scores stay visible."""
+    rows = [{**r, "method": "ns"} for r in _summary() if r["method"] == "telea"] + _summary()
+    ax = plots.plot_metric_by_bucket(rows, ["psnr"]).axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    telea, ns = lines[LABELS["telea"]], lines[LABELS["ns"]]
+    np.testing.assert_allclose(telea.get_ydata(), ns.get_ydata())
+    assert telea.get_linestyle() != ns.get_linestyle() and telea.get_marker() != ns.get_marker()
+    assert np.all(np.abs(telea.get_xdata() - ns.get_xdata()) > 0.02)  # drawn side by side, not on top
+
+
+def test_method_comparison_wraps_a_long_row_into_lines_of_large_titled_panels():
+    image, mask = torch.rand(2, 3, 8, 8), torch.ones(2, 1, 8, 8)
+    outputs = {f"m{k}": torch.rand(2, 3, 8, 8) for k in range(6)}  # 8 panels a row: input, 6 methods, truth
+    fig = plots.plot_method_comparison(image, mask, outputs, scores={"m5": [1.0, 2.0]}, size=1.5)
+    assert len(fig.axes) == 2 * 2 * 4  # each row on two lines of four
+    assert fig.get_figwidth() == pytest.approx(4 * 1.5)  # so each panel keeps its size
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[:8] == ["masked input", "m0", "m1", "m2", "m3", "m4", "m5", "ground truth"] == titles[8:]
+    assert fig.axes[14].get_xlabel() == "2.0 dB"  # second row, method m5
+    six = plots.plot_method_comparison(image[0], mask[0], {k: outputs[k][0] for k in ["m0", "m1", "m2", "m3"]})
+    assert len(six.axes) == 6 and six.get_figwidth() == pytest.approx(3 * 1.4)  # two lines of three, not 4 + 2
+
+
+def test_sample_progress_turns_the_grid_when_the_steps_make_it_too_wide(tmp_path):
+    run = _fake_run(tmp_path / "run")
+    (run / "samples").mkdir()
+    side, pad, photos = 6, 2, 3
+    for step in (0, 100, 200, 300, 400):  # grids as training writes them: photos x (input | completion | truth)
+        grid = np.full((photos * (side + pad) + pad, 3 * side + 4 * pad, 3), 255, np.uint8)
+        grid[pad:-pad, pad:-pad] = step // 2
+        plots.Image.fromarray(grid).save(run / "samples" / f"step_{step:06d}.png")
+    wide = plots.plot_sample_progress(run, count=5, max_columns=None)
+    assert len(wide.axes) == photos * 7 and wide.axes[1].get_title() == "step 0"
+    turned = plots.plot_sample_progress(run, count=5)
+    assert len(turned.axes) == 7 * photos and turned.get_figwidth() == pytest.approx(photos * 1.6)
+    assert [turned.axes[r * photos].get_ylabel() for r in (0, 1, 6)] == ["input", "step 0", "ground truth"]
+    assert turned.axes[photos * 5].get_images()[0].get_array()[0, 0, 0] == pytest.approx(200 / 255, abs=1e-3)

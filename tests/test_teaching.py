@@ -28,7 +28,12 @@ def test_mean_filter_sequence_fills_the_hole_with_valid_pixels_only():
     assert frame.shape == (24, 3 * 24 + 12, 3) and frame.dtype.name == "uint8"
     fig = teaching.plot_mean_filter(seq, show=[0, 2])
     assert len(fig.axes) == 3 * 2
-    plt.close(fig)
+    assert [fig.axes[k].get_ylabel() for k in (0, 2, 4)] == ["standard conv", "partial conv", "mask (partial)"]
+    assert fig.axes[5].get_images()[0].get_cmap().name == "gray"  # the mask row in grey
+    turned = teaching.plot_mean_filter(seq, show=[0, 2], max_columns=1)  # a row per iteration count
+    assert [ax.get_ylabel() for ax in turned.axes[::3]] == ["0 iterations", "2 iterations"]
+    assert [ax.get_title() for ax in turned.axes[:3]] == ["standard conv", "partial conv", "mask (partial)"]
+    plt.close("all")
     with pytest.raises(ValueError, match="were not computed"):
         teaching.mean_filter_subset(seq, [5])
 

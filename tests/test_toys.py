@@ -77,6 +77,10 @@ def test_activation_slopes_and_curves():
     slopes = {line.get_label(): line.get_ydata().tolist() for line in fig.axes[1].lines if line.get_label()[0] != "_"}
     assert slopes["ReLU"] == [0.0, 1.0]
     assert slopes["leaky ReLU (0.2)"] == pytest.approx([0.2, 1.0])
+    for ax in fig.axes:  # ReLU and leaky ReLU coincide for z > 0: both stay visible (Fig. 1.2)
+        lines = {line.get_label(): line for line in ax.lines}
+        relu, leaky = lines["ReLU"], lines["leaky ReLU (0.2)"]
+        assert relu.get_linestyle() != leaky.get_linestyle() and relu.get_linewidth() > leaky.get_linewidth()
     curves = toys.plot_training_curves({"a": [1.0] * 30, "b": [2.0] * 30}, window=10)
     assert [line.get_label() for line in curves.axes[0].lines] == ["a", "b"]
     assert curves.axes[0].lines[1].get_ydata().tolist() == pytest.approx([2.0] * 21)

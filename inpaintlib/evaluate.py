@@ -346,8 +346,9 @@ def _parser() -> argparse.ArgumentParser:
 def cli(argv: Sequence[str] | None = None) -> int:
     """``python -m inpaintlib evaluate ...``; returns the exit status (0 ok, 2 bad input)."""
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    check_apart(args.out, {"--images": args.images, "--masks": args.masks})  # before any work
     if not args.overwrite:
-        check_output_folder(args.out)  # before any work
+        check_output_folder(args.out)
     args.checkpoint, args.device = resolve_checkpoint(args.checkpoint), str(resolve_device(args.device))
     if args.methods is None:
         names = list(CLASSICAL_METHODS)

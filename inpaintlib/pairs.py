@@ -153,7 +153,7 @@ def large_hole_notes(rows: Sequence[Mapping]) -> list[str]:
     text = (f"{len(large)} pair(s) have holes over 60 % of the image, beyond the training range -- inverted masks? "
             "(here 255 = valid; masks with 255 = hole need --invert-masks): " + "; ".join(large[:10])
             + (" ..." if len(large) > 10 else ""))
-    warnings.warn(text, UserWarning, stacklevel=3)
+    warnings.warn(text, UserWarning, stacklevel=4)  # the caller of evaluate()
     return [text]
 
 

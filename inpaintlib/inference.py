@@ -133,7 +133,8 @@ def inpaint(model: nn.Module | str | Path, image: Tensor, mask: Tensor, ensemble
 
     Raises:
         ValueError: wrong shapes, a mask that is not binary or does not match the image, values
-            outside [0, 1], or a hole the model cannot fill.
+            outside [0, 1], a hole the model cannot fill, or (PConv U-Net) a picture whose padding to the
+            network's multiple is over :func:`inpaintlib.images.pixel_limit`.
     """
     if isinstance(model, (str, Path)):
         model = load_model(model)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import json
 import sys
@@ -39,12 +40,12 @@ from inpaintlib.cliname import program
 from inpaintlib.device import resolve_device
 from inpaintlib.errors import exits_cleanly
 from inpaintlib.hub import resolve_checkpoint
+from inpaintlib.images import pixel_limit
 from inpaintlib.inpainters import CLASSICAL_METHODS, METHOD_NAMES, Method, load_checkpoint, model_method, resolve_methods
 from inpaintlib.masks import composite
 from inpaintlib.metrics import lpips_available, lpips_scorer, score_batch, torch_threads
 from inpaintlib.pairs import Example, ExamplePicker, Pair, center_hole_size, large_hole_notes, list_images, pairs
 from inpaintlib.plots import plot_method_comparison, plot_metric_by_bucket
-from inpaintlib.images import pixel_limit
 from inpaintlib.results import EVALUATION_MARKER, OUTPUT_NAMES, check_output_folder, claimed_output_folder, summarize
 from inpaintlib.results import summary_markdown, write_metrics_csv, write_summary
 from inpaintlib.rundir import atomic_write, check_apart, staged_files, write_text
@@ -216,13 +217,13 @@ def evaluate(
     """
     size = int(size)
     per_image = _check_settings(size, limit, masks_dir, center_masks, masks_per_image)
+    run = functools.partial(_evaluate, images_dir, methods, masks_dir, size, invert_masks, progress, limit, checkpoint,
+                            device, center_masks, per_image, seed, examples_per_bucket, lpips, ensemble)
     if out_dir is None:
-        return _evaluate(images_dir, methods, masks_dir, size, invert_masks, progress, limit, checkpoint, device,
-                         center_masks, per_image, seed, examples_per_bucket, lpips, ensemble)
+        return run()
     check_apart(out_dir, {"--images": images_dir, "--masks": masks_dir})  # an output never becomes an input
     with claimed_output_folder(out_dir, overwrite):  # held from this check to the last write
-        result = _evaluate(images_dir, methods, masks_dir, size, invert_masks, progress, limit, checkpoint, device,
-                           center_masks, per_image, seed, examples_per_bucket, lpips, ensemble)
+        result = run()
         settings = {
             "images": str(images_dir), "size": size, "masks": None if masks_dir is None else str(masks_dir),
             "invert_masks": invert_masks, "center_masks": center_masks, "masks_per_image": per_image,

@@ -7,7 +7,6 @@ serves a fixed set of answers.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import http.server
 import json

@@ -220,7 +220,7 @@ def test_fuzzed_files_give_only_the_one_line_weights_error(tiny_pconv, tmp_path)
         assert "not a readable inpaintlib weights file" in text and "\n" not in text, (data[:20], text)
 
 
-@pytest.mark.parametrize("command", ["inpaint", "evaluate", "export", "init-from"])
+@pytest.mark.parametrize("command", ["inpaint", "evaluate", "export", "init-from", "resume"])
 def test_a_file_starting_with_a_letter_ends_in_one_line_on_every_route(command, photo_and_mask, photos, tmp_path,
                                                                         capsys):
     bad = tmp_path / "a.pt"
@@ -235,7 +235,9 @@ def test_a_file_starting_with_a_letter_ends_in_one_line_on_every_route(command, 
         "init-from": ["train", "pconv", "--init-from", str(bad), "--size", "64", "--width", "8", "--steps", "1",
                       "--data", str(photos), "--val-data", str(photos), "--out", str(tmp_path / "r"), "--quiet",
                       "--device", "cpu", "--workers", "0", "--amp", "off", "--vgg-weights", "hed"],
+        "resume": ["train", "pconv", "--out", str(tmp_path), "--resume", "--quiet"],
     }[command]
+    (tmp_path / "checkpoint.pt").write_bytes(b"a")  # what --resume reads from --out
     assert main(argv) == 2
     one_line_error(capsys.readouterr().err, "not a readable inpaintlib weights file")
     assert not (tmp_path / "r").exists()

@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from inpaintlib import hub, rundir
+from inpaintlib.__main__ import main
 from inpaintlib.book import resolve_chapters
 from inpaintlib.evaluate import evaluate
 from inpaintlib.images import load_image
@@ -249,8 +250,10 @@ def test_a_dangling_symlink_out_is_named_as_such(photos, tmp_path):
         evaluate(photos / "val", ["mean"], size=32, out_dir=link, progress=False, lpips=False)
 
 
-def test_an_empty_chapter_selection_is_an_error():
+def test_an_empty_chapter_selection_is_an_error(capsys):
     with pytest.raises(ValueError, match="names no chapter"):
         resolve_chapters(",")
+    assert main(["book", "run", "--chapters", ","]) == 2
+    assert "names no chapter" in capsys.readouterr().err
     with pytest.raises(ValueError, match="names no chapter"):
         resolve_chapters(" , ")

@@ -232,9 +232,11 @@ def fake_run(folder: Path, kind: str, width: int, history: bool = True) -> Path:
     return folder
 
 
-def test_a_resume_from_another_runs_checkpoint_or_without_its_history_is_refused(tmp_path):
+def test_a_resume_from_another_runs_checkpoint_or_without_its_history_is_refused(tmp_path, capsys):
     with pytest.raises(ValueError, match="not from the run .*kind 'pconv' vs 'ce'"):
         settings_for(None, fake_run(tmp_path / "a", "ce", 8), resume=True)
+    assert main(["train", "pconv", "--out", str(tmp_path / "a"), "--resume", "--quiet"]) == 2
+    assert "kind 'pconv' vs 'ce'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="not from the run .*width 8 vs 16"):
         settings_for(None, fake_run(tmp_path / "b", "pconv", 16), resume=True)
     with pytest.raises(ValueError, match=r"history\.csv is missing"):

@@ -86,6 +86,7 @@ def resume_config(out_dir: str | Path, **overrides: Any) -> TrainConfig:
     what ``train(..., resume=True)`` continues with. Not ``config.json``, which keeps the first session's
     settings while resumes may change step counts and learning rates."""
     state = resume_state(Path(out_dir))
+    _check_same_run(Path(out_dir), state)
     return config_from_dict({**state["config"], **overrides, "kind": state["kind"]})
 
 

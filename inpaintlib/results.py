@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -268,6 +269,8 @@ def claimed_output_folder(out_dir: str | Path, overwrite: bool) -> Iterator[Path
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a folder")
     with writer_lock(out, what="evaluation", reentrant=False):
+        for stale in out.glob(".staging-*"):  # left by a killed evaluation: no one else writes here now
+            shutil.rmtree(stale, ignore_errors=True)
         if not overwrite:
             check_output_folder(out)  # again, now that no one else can write there
         yield out

@@ -8,10 +8,12 @@ photos; the two that need a real file-size limit (RLIMIT_FSIZE, as a full disk) 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import resource
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -155,6 +157,16 @@ def test_overwrite_under_a_full_disk_leaves_the_previous_evaluation_exactly_as_i
     assert ".png" in line and ".staging" not in line
     assert digests(out) == before
     assert not [p for p in out.iterdir() if p.name.startswith(".staging") or p.name == rundir.LOCK_NAME]
+
+
+def test_a_killed_evaluations_lock_and_staging_folder_do_not_block_the_next(photos, tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    out = tmp_path / "eval"
+    (out / f".staging-{int(dead.stdout)}-abc123").mkdir(parents=True)
+    (out / f".staging-{int(dead.stdout)}-abc123" / "metrics.csv").write_text("half")
+    (out / rundir.LOCK_NAME).write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname()}))
+    evaluate(photos, ["mean"], size=32, out_dir=out, progress=False, limit=1, masks_per_image=1, lpips=False)
+    assert "metrics.csv" in os.listdir(out) and not [p for p in os.listdir(out) if p.startswith(".staging")]
 
 
 # ------------------------------------------------------------------------ 4. outputs are never inputs

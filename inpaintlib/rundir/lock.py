@@ -1,5 +1,6 @@
-"""One writer per run directory: a lock file created atomically, and the refusal to start a new run in a
-folder that holds anything.
+"""One writer per run directory (or evaluation folder): a lock file created atomically; the refusal to start
+a new run in a folder that holds anything, or to write into a folder that an input lies in (or the
+reverse); and the removal of what a new run wrote when it fails before its first checkpoint.
 """
 
 from __future__ import annotations

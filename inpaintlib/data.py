@@ -126,8 +126,10 @@ class PhotoFolder(Dataset):
     * ``train=False``: the deterministic central window, mirror-padded symmetrically where the photo
       is smaller; no rescale, no flip.
 
-    Files are found recursively under ``root`` (hidden files and folders skipped), sorted by their
-    relative path so the order is the same everywhere. Each is checked once at construction (header
+    Files are found recursively under ``root`` (hidden files and folders skipped, and folders the library
+    wrote -- run directories and evaluation folders, :func:`is_project_output` -- so that sample grids and
+    example figures are never read as photos), sorted by their relative path so the order is the same
+    everywhere. Each is checked once at construction (header
     parse + Pillow's ``verify``, no decode); unreadable files are skipped with a single warning that
     lists them all. A file that passes this check but fails to decode later raises ``ValueError``
     naming it.

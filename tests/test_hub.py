@@ -168,6 +168,6 @@ def test_train_and_evaluate_clis_resolve_names_too(tmp_path, capsys):
 
     assert train_cli(["pconv", "--out", str(tmp_path / "run"), "--init-from", "nope", "--quiet"]) == 2
     assert "nope is neither a run directory" in capsys.readouterr().err
-    assert evaluate.cli(["--checkpoint", "nope", "--images", str(tmp_path), "--out", str(tmp_path / "e")]) == 2
+    assert evaluate.cli(["--checkpoint", "nope", "--images", str(tmp_path / "photos"), "--out", str(tmp_path / "e")]) == 2
     assert "nope is neither a run directory" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()

@@ -86,6 +86,8 @@ def resolve_chapters(chapters: list[str] | str | None, root: Path | None = None)
                     f"unknown chapter {item!r}: expected a number 1-{len(CHAPTERS)} or one of {', '.join(CHAPTERS)}"
                 )
             wanted.extend(m for m in matches if m not in wanted)
+        if not wanted:  # e.g. "--chapters ,": a selection that names nothing is a mistake, not "run nothing"
+            raise ValueError(f"--chapters {chapters!r} names no chapter: give numbers such as 01,02, or leave it out for all")
     paths = [root / f"{name}.ipynb" for name in wanted]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:

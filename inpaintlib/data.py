@@ -14,6 +14,7 @@ separately by :mod:`inpaintlib.masks`.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -45,14 +46,32 @@ def _normalise_extensions(extensions: Iterable[str]) -> tuple[str, ...]:
     return normalised
 
 
+#: Files that mark a folder the library wrote: a run directory (its lock or its log) or an evaluation folder.
+#: Photos are never listed from such a folder, so an output (sample grids, example figures) never becomes an input.
+PROJECT_MARKERS = (".inpaintlib.lock", ".inpaintlib-evaluation", "history.csv", "metrics.csv")
+
+
+def is_project_output(folder: Path) -> bool:
+    """True for a folder the library wrote: a run directory (``config.json`` with ``history.csv`` or a lock)
+    or an evaluation folder (its marker file, or ``metrics.csv`` with ``summary.csv``)."""
+    has = [(folder / name).is_file() for name in PROJECT_MARKERS]
+    run = has[0] or (has[2] and (folder / "config.json").is_file())
+    evaluation = has[1] or (has[3] and (folder / "summary.csv").is_file())
+    return run or evaluation
+
+
 def _find_images(root: Path, extensions: tuple[str, ...]) -> list[Path]:
     found = []
-    for path in root.rglob("*"):
-        relative = path.relative_to(root)
-        if any(part.startswith(".") for part in relative.parts):
-            continue  # hidden files and folders such as .ipynb_checkpoints
-        if path.suffix.lower() in extensions and path.is_file():
-            found.append(path)
+    for folder, subfolders, files in os.walk(root):
+        here = Path(folder)
+        if here != root and is_project_output(here):
+            subfolders.clear()  # a run or evaluation folder inside the photos: its PNGs are outputs
+            continue
+        subfolders[:] = [d for d in subfolders if not d.startswith(".")]  # e.g. .ipynb_checkpoints
+        for name in files:
+            path = here / name
+            if not name.startswith(".") and path.suffix.lower() in extensions and path.is_file():
+                found.append(path)
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
@@ -107,8 +126,10 @@ class PhotoFolder(Dataset):
     * ``train=False``: the deterministic central window, mirror-padded symmetrically where the photo
       is smaller; no rescale, no flip.
 
-    Files are found recursively under ``root`` (hidden files and folders skipped), sorted by their
-    relative path so the order is the same everywhere. Each is checked once at construction (header
+    Files are found recursively under ``root`` (hidden files and folders skipped, and folders the library
+    wrote -- run directories and evaluation folders, :func:`is_project_output` -- so that sample grids and
+    example figures are never read as photos), sorted by their relative path so the order is the same
+    everywhere. Each is checked once at construction (header
     parse + Pillow's ``verify``, no decode); unreadable files are skipped with a single warning that
     lists them all. A file that passes this check but fails to decode later raises ``ValueError``
     naming it.

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
+import io
 import json
 import sys
 import time
@@ -38,26 +40,17 @@ from inpaintlib.cliname import program
 from inpaintlib.device import resolve_device
 from inpaintlib.errors import exits_cleanly
 from inpaintlib.hub import resolve_checkpoint
+from inpaintlib.images import pixel_limit
 from inpaintlib.inpainters import CLASSICAL_METHODS, METHOD_NAMES, Method, load_checkpoint, model_method, resolve_methods
 from inpaintlib.masks import composite
 from inpaintlib.metrics import lpips_available, lpips_scorer, score_batch, torch_threads
-from inpaintlib.pairs import Pair, center_hole_size, large_hole_notes, list_images, pairs
+from inpaintlib.pairs import Example, ExamplePicker, Pair, center_hole_size, large_hole_notes, list_images, pairs
 from inpaintlib.plots import plot_method_comparison, plot_metric_by_bucket
-from inpaintlib.results import check_output_folder, summarize, summary_markdown, write_metrics_csv, write_summary
+from inpaintlib.results import EVALUATION_MARKER, OUTPUT_NAMES, check_output_folder, claimed_output_folder, summarize
+from inpaintlib.results import summary_markdown, write_metrics_csv, write_summary
+from inpaintlib.rundir import atomic_write, check_apart, staged_files, write_text
 
 __all__ = ["Example", "Evaluation", "evaluate", "write_outputs", "cli"]
-
-
-@dataclass
-class Example:
-    """One pair kept for the example grid: the masked input, each method's completion, the ground truth."""
-
-    file: str
-    mask_name: str
-    bucket: str
-    image: torch.Tensor
-    mask: torch.Tensor
-    outputs: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass
@@ -81,43 +74,6 @@ class Evaluation:
     def __iter__(self) -> Iterator[list[dict]]:
         """``rows, summary = evaluate(...)`` unpacks the two tables."""
         return iter((self.rows, self.summary))
-
-
-class _ExamplePicker:
-    """Per bucket, ``per_bucket`` pairs for the example grid, from photos not shown in another bucket
-    when possible (pairs of already shown photos are kept as a fallback)."""
-
-    def __init__(self, per_bucket: int) -> None:
-        self.per_bucket = per_bucket
-        self.picked: dict[str, list[Example]] = {}
-        self.fallback: dict[str, list[Example]] = {}
-        self.files: set[str] = set()
-
-    def offer(self, pair: Pair, bucket: str) -> Example | None:
-        """An empty Example to fill with the methods' outputs when this pair is wanted, else None."""
-        if self.per_bucket <= 0:
-            return None
-        if self._preferred(pair.file, bucket) or len(self.fallback.get(bucket, [])) < self.per_bucket:
-            return Example(pair.file, pair.mask_name, bucket, pair.image, pair.mask)
-        return None
-
-    def _preferred(self, file: str, bucket: str) -> bool:
-        return file not in self.files and len(self.picked.get(bucket, [])) < self.per_bucket
-
-    def keep(self, example: Example) -> None:
-        """Keep an example :meth:`offer` returned, once its outputs are filled in."""
-        if self._preferred(example.file, example.bucket):
-            self.picked.setdefault(example.bucket, []).append(example)
-            self.files.add(example.file)
-        else:
-            self.fallback.setdefault(example.bucket, []).append(example)
-
-    def chosen(self) -> list[Example]:
-        out = []
-        for bucket in sorted(self.picked.keys() | self.fallback.keys(), key=masks.bucket_sort_key):
-            chosen = self.picked.get(bucket, [])
-            out += chosen + self.fallback.get(bucket, [])[: self.per_bucket - len(chosen)]
-        return out
 
 
 def _metric_notes(lpips: bool | None, device: str | torch.device, ensemble: int) -> tuple[list[str], Callable | None]:
@@ -181,7 +137,7 @@ def _score_pair(pair: Pair, method_list: Sequence[Method], lpips_fn: Callable | 
 
 
 def _score_all(todo: Iterator[Pair | None], method_list: Sequence[Method], lpips_fn: Callable | None,
-               picker: _ExamplePicker, skipped: list[tuple[str, str]], bar: tqdm | None, per_file: int) -> list[dict]:
+               picker: ExamplePicker, skipped: list[tuple[str, str]], bar: tqdm | None, per_file: int) -> list[dict]:
     """Score every pair (refused ones go to ``skipped``), offering each to the example picker."""
     rows: list[dict] = []
     for pair in todo:
@@ -207,6 +163,9 @@ def _check_settings(size: int, limit: int | None, masks_dir: str | Path | None, 
     """Raise ValueError for bad settings; return the number of masks per image."""
     if size < 16:
         raise ValueError(f"size must be at least 16 pixels, got {size}")
+    if size * size > pixel_limit():
+        raise ValueError(f"size {size} makes {size * size / 1e6:.0f}-megapixel pairs, over the limit of "
+                         f"{pixel_limit() / 1e6:g} megapixels (INPAINTLIB_MAX_PIXELS); evaluate at e.g. 256 or 512")
     if limit is not None and int(limit) < 1:
         raise ValueError(f"limit must be a positive number of images, got {limit}")
     if masks_dir is not None and center_masks:
@@ -258,8 +217,25 @@ def evaluate(
     """
     size = int(size)
     per_image = _check_settings(size, limit, masks_dir, center_masks, masks_per_image)
-    if out_dir is not None and not overwrite:
-        check_output_folder(out_dir)
+    run = functools.partial(_evaluate, images_dir, methods, masks_dir, size, invert_masks, progress, limit, checkpoint,
+                            device, center_masks, per_image, seed, examples_per_bucket, lpips, ensemble)
+    if out_dir is None:
+        return run()
+    check_apart(out_dir, {"--images": images_dir, "--masks": masks_dir})  # an output never becomes an input
+    with claimed_output_folder(out_dir, overwrite):  # held from this check to the last write
+        result = run()
+        settings = {
+            "images": str(images_dir), "size": size, "masks": None if masks_dir is None else str(masks_dir),
+            "invert_masks": invert_masks, "center_masks": center_masks, "masks_per_image": per_image,
+            "seed": seed, "limit": limit, "ensemble": ensemble, "methods": result.methods,
+        }  # fmt: skip
+        write_outputs(result, out_dir, settings)
+    return result
+
+
+def _evaluate(images_dir, methods, masks_dir, size, invert_masks, progress, limit, checkpoint, device, center_masks,
+              per_image, seed, examples_per_bucket, lpips, ensemble) -> Evaluation:
+    """:func:`evaluate` once its settings are checked and its output folder (if any) is held."""
     skipped: list[tuple[str, str]] = []
     root, files = list_images(images_dir, size, skipped)
     files = files[: None if limit is None else int(limit)]
@@ -273,7 +249,7 @@ def evaluate(
         probe = (masks.center_mask(image_size=size, hole_size=center_hole_size(size)) if center_masks
                  else masks.evaluation_masks(size, seed=seed)[0][1])
         _refusals(method_list, torch.full((3, size, size), 0.5), probe.float(), raise_first=True)
-    picker = _ExamplePicker(examples_per_bucket)
+    picker = ExamplePicker(examples_per_bucket)
     per_file = 1 if (mdir is not None or center_masks) else per_image
     bar = tqdm(total=len(files) * per_file, desc="evaluate", unit="pair") if progress else None
     with bar if bar is not None else contextlib.nullcontext():
@@ -283,48 +259,54 @@ def evaluate(
         reasons = "; ".join(f"{n}: {r}" for n, r in skipped[:5]) or "none"
         raise ValueError(f"no valid image/mask pairs in {images_dir} (first reasons: {reasons})")
     notes += large_hole_notes(rows)
-    result = Evaluation(rows, summarize(rows), skipped, notes, picker.chosen(), [m.name for m in method_list])
-    if out_dir is not None:
-        settings = {
-            "images": str(images_dir), "size": size, "masks": None if mdir is None else str(mdir),
-            "invert_masks": invert_masks, "center_masks": center_masks, "masks_per_image": per_image,
-            "seed": seed, "limit": limit, "ensemble": ensemble, "methods": result.methods,
-        }  # fmt: skip
-        write_outputs(result, out_dir, settings)
-    return result
+    return Evaluation(rows, summarize(rows), skipped, notes, picker.chosen(), [m.name for m in method_list])
 
 
 def _save(fig: plt.Figure, path: Path, dpi: int) -> Path:
-    fig.savefig(path, dpi=dpi)
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=dpi, format="png")
     plt.close(fig)  # written to a file, not shown: keep it out of a notebook's output
+    atomic_write(path, lambda f: f.write(buf.getbuffer()))
     return path
 
 
 def write_outputs(result: Evaluation, out_dir: str | Path, settings: Mapping) -> dict[str, Path]:
     """Write an evaluation to ``out_dir`` and record the files in ``result.files``: metrics.csv,
     summary.csv and summary.md (``results.write_metrics_csv`` / ``write_summary``), settings.json,
-    metrics_by_hole_ratio.png (PSNR and SSIM per bucket) and examples.png (the example grid)."""
+    metrics_by_hole_ratio.png (PSNR and SSIM per bucket) and examples.png (the example grid).
+
+    All or nothing (:func:`inpaintlib.rundir.staged_files`): the files are written aside and renamed into
+    place together, so a full disk leaves an earlier evaluation's files exactly as they were; files of
+    :data:`results.OUTPUT_NAMES` the new evaluation does not write are then removed (no stale figure)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    files = result.files
-    files["metrics"] = write_metrics_csv(result.rows, out / "metrics.csv")
-    files["settings"] = out / "settings.json"
-    files["settings"].write_text(json.dumps(dict(settings), indent=2) + "\n")
-    files["summary_csv"], files["summary_md"] = write_summary(
-        result.summary, out / "summary.csv", out / "summary.md", notes=result.notes, skipped=result.skipped
-    )
-    fig = plot_metric_by_bucket(result.summary, ("psnr", "ssim"),
-                                title="Quality against hole size (composites; higher is better)")
-    files["plot"] = _save(fig, out / "metrics_by_hole_ratio.png", dpi=110)
-    if result.examples:
-        ex = result.examples
-        stems = [Path(e.file).stem for e in ex]
-        labels = [f"{s if len(s) <= 13 else s[:12] + '…'}\nhole {e.bucket}" for s, e in zip(stems, ex)]
-        fig = plot_method_comparison(torch.stack([e.image for e in ex]), torch.stack([e.mask for e in ex]),
-                                     {m: torch.stack([e.outputs[m] for e in ex]) for m in result.methods},
-                                     row_labels=labels, size=1.4)
-        files["examples"] = _save(fig, out / "examples.png", dpi=100)
-    return files
+    with staged_files(out) as stage:
+        names = {"metrics": "metrics.csv", "settings": "settings.json", "summary_csv": "summary.csv",
+                 "summary_md": "summary.md", "plot": "metrics_by_hole_ratio.png"}
+        write_metrics_csv(result.rows, stage / names["metrics"])
+        write_text(stage / names["settings"], json.dumps(dict(settings), indent=2) + "\n")
+        write_summary(result.summary, stage / names["summary_csv"], stage / names["summary_md"],
+                      notes=result.notes, skipped=result.skipped)
+        fig = plot_metric_by_bucket(result.summary, ("psnr", "ssim"),
+                                    title="Quality against hole size (composites; higher is better)")
+        _save(fig, stage / names["plot"], dpi=110)
+        if result.examples:
+            names["examples"] = "examples.png"
+            _save(_example_figure(result), stage / names["examples"], dpi=100)
+    for stale in set(OUTPUT_NAMES) - set(names.values()):
+        (out / stale).unlink(missing_ok=True)
+    write_text(out / EVALUATION_MARKER, "written by python -m inpaintlib evaluate; photos are never read from here\n")
+    result.files.update({kind: out / name for kind, name in names.items()})
+    return result.files
+
+
+def _example_figure(result: Evaluation) -> plt.Figure:
+    ex = result.examples
+    stems = [Path(e.file).stem for e in ex]
+    labels = [f"{s if len(s) <= 13 else s[:12] + '…'}\nhole {e.bucket}" for s, e in zip(stems, ex)]
+    return plot_method_comparison(torch.stack([e.image for e in ex]), torch.stack([e.mask for e in ex]),
+                                  {m: torch.stack([e.outputs[m] for e in ex]) for m in result.methods},
+                                  row_labels=labels, size=1.4)
 
 
 # ------------------------------------------------------------------------------------------------------- CLI
@@ -365,8 +347,9 @@ def _parser() -> argparse.ArgumentParser:
 def cli(argv: Sequence[str] | None = None) -> int:
     """``python -m inpaintlib evaluate ...``; returns the exit status (0 ok, 2 bad input)."""
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    check_apart(args.out, {"--images": args.images, "--masks": args.masks})  # before any work
     if not args.overwrite:
-        check_output_folder(args.out)  # before any work
+        check_output_folder(args.out)
     args.checkpoint, args.device = resolve_checkpoint(args.checkpoint), str(resolve_device(args.device))
     if args.methods is None:
         names = list(CLASSICAL_METHODS)

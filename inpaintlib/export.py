@@ -38,7 +38,6 @@ Command line::
 from __future__ import annotations
 
 import argparse
-import sys
 import warnings
 from pathlib import Path
 
@@ -46,7 +45,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from inpaintlib.rundir import load_model
+from inpaintlib.errors import exits_cleanly
+from inpaintlib.rundir import atomic_write, load_model
 
 __all__ = ["export_onnx", "onnx_inputs", "weights_to_fp16", "weights_to_int8", "MAX_SIDE", "cli"]
 
@@ -251,6 +251,8 @@ def export_onnx(model: nn.Module | str | Path, out: str | Path, fp16: bool = Fal
     out = Path(out)
     if not out.parent.is_dir():
         raise FileNotFoundError(f"output folder {out.parent} does not exist")
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; give a file name such as {out / 'model.onnx'}")
     if isinstance(model, (str, Path)):
         model = load_model(model)
     network = _FillFed(model) if _fill_iterations(model) else model
@@ -273,7 +275,8 @@ def export_onnx(model: nn.Module | str | Path, out: str | Path, fp16: bool = Fal
     if fp16:
         weights_to_fp16(proto)
     _metadata(proto, model, source, fp16, int8)
-    onnx.save(proto, out)
+    data = proto.SerializeToString()  # in memory first: a full disk never leaves half a model (weights < 2 GB)
+    atomic_write(out, lambda f: f.write(data))
     return out
 
 
@@ -294,13 +297,13 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+@exits_cleanly
 def cli(argv: list[str] | None = None) -> int:
     """``python -m inpaintlib export ...`` (see ``--help``); returns the exit status."""
     args = _parser().parse_args(argv)
     try:
         path = export_onnx(args.run, args.out, fp16=args.fp16, int8=args.int8)
-    except (ValueError, FileNotFoundError, ImportError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except ImportError as error:  # onnx not installed: the other user errors end in inpaintlib.errors
+        raise ValueError(str(error)) from None
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0

@@ -15,12 +15,14 @@ with a loopback server), ``XDG_CACHE_HOME`` the cache root. Only the standard li
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import re
 import shutil
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -73,14 +75,22 @@ def raw_url(url: str, ref: str) -> str:
 
 
 def raw_base() -> str:
-    """Where stored runs are downloaded from: INPAINTLIB_RAW_URL, else :func:`raw_url` of :func:`repository`."""
-    return (os.environ.get("INPAINTLIB_RAW_URL") or raw_url(*repository())).rstrip("/")
+    """Where stored runs are downloaded from: INPAINTLIB_RAW_URL (an http or https URL), else :func:`raw_url`
+    of :func:`repository`."""
+    given = os.environ.get("INPAINTLIB_RAW_URL")
+    if given and urllib.parse.urlsplit(given).scheme not in ("http", "https"):
+        raise StoredRunError(f"INPAINTLIB_RAW_URL={given!r} is not an http:// or https:// URL; unset it to download "
+                             "from the repository, or give the base URL of its files")
+    return (given or raw_url(*repository())).rstrip("/")
 
 
 def cache_dir() -> Path:
-    """The user cache folder of inpaintlib: ``$XDG_CACHE_HOME/inpaintlib``, else ``~/.cache/inpaintlib``."""
-    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(root) / "inpaintlib"
+    """The user cache folder of inpaintlib: ``$XDG_CACHE_HOME/inpaintlib``, else ``~/.cache/inpaintlib``.
+
+    A relative ``XDG_CACHE_HOME`` is ignored, as the XDG specification says (it would put the cache under
+    whatever folder the command runs in)."""
+    root = os.environ.get("XDG_CACHE_HOME") or ""
+    return (Path(root) if os.path.isabs(root) else Path.home() / ".cache") / "inpaintlib"
 
 
 def sha256_file(path: str | Path) -> str:
@@ -112,21 +122,58 @@ def _verified(folder: Path, pins: dict[str, dict]) -> bool:
     return all((folder / f).is_file() and sha256_file(folder / f) == pin["sha256"] for f, pin in pins.items())
 
 
+def _source(url: str) -> str:
+    """``url``, and where its base came from when that was INPAINTLIB_RAW_URL (errors name the variable)."""
+    return f"{url} (from INPAINTLIB_RAW_URL)" if os.environ.get("INPAINTLIB_RAW_URL") else url
+
+
 def _download(url: str, target: Path, pin: dict) -> None:
-    """Stream ``url`` into ``target`` and check its sha256 against ``pin``; StoredRunError otherwise."""
-    digest = hashlib.sha256()
+    """Stream ``url`` into ``target``, reading at most the pinned size plus one byte, and check its length and
+    sha256 against ``pin``; StoredRunError otherwise. A server that sends more is cut off at once (a 12 kB
+    file is never allowed to fill the disk); one that sends less is a cut-short download, not a changed file."""
+    digest, size, cap = hashlib.sha256(), 0, int(pin["bytes"])
     try:
         with urllib.request.urlopen(url, timeout=60) as response, open(target, "wb") as out:
-            for block in iter(lambda: response.read(1 << 20), b""):
+            while size <= cap:
+                block = response.read(min(1 << 20, cap + 1 - size))
+                if not block:
+                    break
+                size += len(block)
                 digest.update(block)
                 out.write(block)
-    except (urllib.error.URLError, OSError) as err:
-        raise StoredRunError(f"could not download {url} ({err}); work in a checkout of the repository, "
+    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as err:
+        raise StoredRunError(f"could not download {_source(url)} ({err}); work in a checkout of the repository, "
                              "or check the network") from err
+    if size > cap:
+        raise StoredRunError(f"{_source(url)} sends more than the pinned {cap} bytes: stopped reading there; not "
+                             "the stored file (a wrong INPAINTLIB_RAW_URL or repository?); nothing was cached")
+    if size < cap:
+        raise StoredRunError(f"the download of {url} ended after {size} of {cap} bytes (cut short: the "
+                             "connection dropped?); nothing was cached -- try again")
     if digest.hexdigest() != pin["sha256"]:
-        raise StoredRunError(f"{url} has sha256 {digest.hexdigest()}, not the pinned {pin['sha256']}: the file "
-                             "changed since this inpaintlib was built (or the download was altered); "
+        raise StoredRunError(f"{url} has sha256 {digest.hexdigest()}, not the pinned {pin['sha256']}: the "
+                             "file changed since this inpaintlib was built (or the download was altered); "
                              "nothing was cached")
+
+
+_STAGING = re.compile(r"\.(?P<name>.+)-(?P<pid>\d+)-[^-]+")
+
+
+def _remove_stale_staging(folder: Path) -> None:
+    """Remove the staging folders of downloads whose process is gone (killed mid-download: its ``finally``
+    never ran), so that they do not stay in the cache for ever."""
+    if not folder.is_dir():
+        return
+    for entry in folder.iterdir():
+        match = _STAGING.fullmatch(entry.name)
+        if match is None or not entry.is_dir():
+            continue
+        try:
+            os.kill(int(match["pid"]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry, ignore_errors=True)
+        except OSError:
+            pass
 
 
 def pretrained(name: str, download: bool = True) -> Path:
@@ -155,7 +202,8 @@ def pretrained(name: str, download: bool = True) -> Path:
         raise StoredRunError(f"stored run {name!r} is not in the cache {folder} and download=False")
     base = raw_base()
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder.parent))
+    _remove_stale_staging(folder.parent)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-{os.getpid()}-", dir=folder.parent))
     try:
         for file, pin in pins.items():
             _download(f"{base}/data/runs/{name}/{file}", staging / file, pin)

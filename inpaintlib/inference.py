@@ -31,6 +31,7 @@ from inpaintlib.data import load_image
 from inpaintlib.device import resolve_device
 from inpaintlib.errors import exits_cleanly
 from inpaintlib.hub import resolve_checkpoint
+from inpaintlib.images import pixel_limit
 from inpaintlib.masks import center_patch_slice, composite, hole_ratio, load_mask_png, validate_mask
 from inpaintlib.models import ContextEncoder, PConvUNet
 from inpaintlib.rundir import atomic_write, load_model
@@ -38,10 +39,24 @@ from inpaintlib.rundir import atomic_write, load_model
 __all__ = ["inpaint", "ENSEMBLE_SIZES", "check_ensemble", "cli"]
 
 
+def _check_padded_size(h: int, w: int, m: int) -> tuple[int, int]:
+    """The padding ``(pad_h, pad_w)`` up to the network's multiple ``m``; refused when the padded picture is
+    over :func:`inpaintlib.images.pixel_limit` (a 3x100000 strip pads to 128x100096 for a 7-layer U-Net:
+    43 times its pixels), so the limit bounds the network's memory, not only the file's."""
+    pad_h, pad_w = (-h) % m, (-w) % m
+    padded, limit = (h + pad_h) * (w + pad_w), pixel_limit()
+    if padded > limit:
+        raise ValueError(
+            f"a {w}x{h} picture is padded to {w + pad_w}x{h + pad_h} = {padded / 1e6:.1f} megapixels for the network "
+            f"(its sides must be multiples of {m}), over the limit of {limit / 1e6:g} megapixels; crop it to a "
+            f"less elongated shape, or set INPAINTLIB_MAX_PIXELS"
+        )
+    return pad_h, pad_w
+
+
 def _predict_pconv(model: nn.Module, image: Tensor, mask: Tensor) -> Tensor:
     h, w = image.shape[-2:]
-    m = model.multiple
-    pad_h, pad_w = (-h) % m, (-w) % m
+    pad_h, pad_w = _check_padded_size(h, w, model.multiple)
     if pad_h or pad_w:
         image = F.pad(image, (0, pad_w, 0, pad_h), mode="replicate")  # (N, 3, H', W')
         mask = F.pad(mask, (0, pad_w, 0, pad_h), mode="replicate")  # (N, 1, H', W')
@@ -118,7 +133,8 @@ def inpaint(model: nn.Module | str | Path, image: Tensor, mask: Tensor, ensemble
 
     Raises:
         ValueError: wrong shapes, a mask that is not binary or does not match the image, values
-            outside [0, 1], or a hole the model cannot fill.
+            outside [0, 1], a hole the model cannot fill, or (PConv U-Net) a picture whose padding to the
+            network's multiple is over :func:`inpaintlib.images.pixel_limit`.
     """
     if isinstance(model, (str, Path)):
         model = load_model(model)
@@ -138,6 +154,8 @@ def inpaint(model: nn.Module | str | Path, image: Tensor, mask: Tensor, ensemble
     validate_mask(mask, like=image)
     if bool((mask.flatten(-3).amax(-1) == 0).any()):
         raise ValueError("mask is entirely hole (all 0 = hole): there is no known pixel to inpaint from")
+    if isinstance(network, PConvUNet):  # before any work: the padding is what costs memory
+        _check_padded_size(*image.shape[-2:], network.multiple)
     single = image.ndim == 3
     images = image.unsqueeze(0) if single else image  # (N, 3, H, W)
     masks = mask.unsqueeze(0) if mask.ndim == 3 else mask  # (N or 1, 1, H, W)
@@ -206,14 +224,34 @@ def check_cli_mask(mask: Tensor, name: str, allow_large: bool) -> float:
     return ratio
 
 
+def _check_out(out: Path, inputs: list[Path]) -> str:
+    """The Pillow format ``--out`` is written in, checked before any work: its folder exists, it is not one of
+    the inputs (an output never replaces an input), and its format can hold an RGB picture."""
+    if out.parent and not out.parent.is_dir():
+        raise FileNotFoundError(f"output folder {out.parent} does not exist")
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; give a file name such as {out / 'filled.png'}")
+    for given in inputs:
+        if out.resolve() == given.resolve():
+            raise ValueError(f"--out {out} is also an input ({given}); write the result to another file")
+    image_format = Image.registered_extensions().get(out.suffix.lower())
+    try:
+        if image_format is None:
+            raise KeyError(out.suffix)
+        Image.new("RGB", (1, 1)).save(io.BytesIO(), format=image_format)
+    except (KeyError, OSError, ValueError):
+        raise ValueError(f"--out {out}: cannot write an RGB picture as {out.suffix or 'a file without suffix'!r}; "
+                         "use .png (lossless), .jpg, .webp, .tif or .bmp") from None
+    return image_format
+
+
 @exits_cleanly
 def cli(argv: list[str] | None = None) -> int:
     """``python -m inpaintlib inpaint ...`` (see ``--help``); returns the exit status."""
     args = _parser().parse_args(argv)
     start = time.perf_counter()
     out = Path(args.out)
-    if out.parent and not out.parent.is_dir():
-        raise FileNotFoundError(f"output folder {out.parent} does not exist")
+    image_format = _check_out(out, [Path(args.image), Path(args.mask)])
     model = load_model(resolve_checkpoint(args.checkpoint), device=resolve_device(args.device))
     if args.compile:
         model = torch.compile(model)
@@ -223,7 +261,7 @@ def cli(argv: list[str] | None = None) -> int:
     result = inpaint(model, image, mask, ensemble=args.ensemble)
     array = (result.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(array)).save(buf, format=Image.registered_extensions().get(out.suffix.lower(), "PNG"))
+    Image.fromarray(np.ascontiguousarray(array)).save(buf, format=image_format)
     atomic_write(out, lambda f: f.write(buf.getvalue()))
     print(f"{out}: {array.shape[1]}x{array.shape[0]}, {100 * ratio:.1f} % hole, {time.perf_counter() - start:.1f} s")
     return 0

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,7 +25,7 @@ from inpaintlib import data, masks
 from inpaintlib.data import center_crop_pad
 from inpaintlib.inpainters import CE_HOLE_SIZE, CE_IMAGE_SIZE
 
-__all__ = ["Pair", "list_images", "center_hole_size", "find_mask_files", "pairs"]
+__all__ = ["Pair", "Example", "ExamplePicker", "list_images", "center_hole_size", "find_mask_files", "pairs"]
 
 _POLARITY_HINT = " (check the polarity: 255 = valid, 0 = hole; --invert-masks flips it)"
 
@@ -153,5 +153,54 @@ def large_hole_notes(rows: Sequence[Mapping]) -> list[str]:
     text = (f"{len(large)} pair(s) have holes over 60 % of the image, beyond the training range -- inverted masks? "
             "(here 255 = valid; masks with 255 = hole need --invert-masks): " + "; ".join(large[:10])
             + (" ..." if len(large) > 10 else ""))
-    warnings.warn(text, UserWarning, stacklevel=3)
+    warnings.warn(text, UserWarning, stacklevel=4)  # the caller of evaluate()
     return [text]
+
+
+@dataclass
+class Example:
+    """One pair kept for the example grid: the masked input, each method's completion, the ground truth."""
+
+    file: str
+    mask_name: str
+    bucket: str
+    image: torch.Tensor
+    mask: torch.Tensor
+    outputs: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class ExamplePicker:
+    """Per bucket, ``per_bucket`` pairs for the example grid, from photos not shown in another bucket
+    when possible (pairs of already shown photos are kept as a fallback)."""
+
+    def __init__(self, per_bucket: int) -> None:
+        self.per_bucket = per_bucket
+        self.picked: dict[str, list[Example]] = {}
+        self.fallback: dict[str, list[Example]] = {}
+        self.files: set[str] = set()
+
+    def offer(self, pair: Pair, bucket: str) -> Example | None:
+        """An empty Example to fill with the methods' outputs when this pair is wanted, else None."""
+        if self.per_bucket <= 0:
+            return None
+        if self._preferred(pair.file, bucket) or len(self.fallback.get(bucket, [])) < self.per_bucket:
+            return Example(pair.file, pair.mask_name, bucket, pair.image, pair.mask)
+        return None
+
+    def _preferred(self, file: str, bucket: str) -> bool:
+        return file not in self.files and len(self.picked.get(bucket, [])) < self.per_bucket
+
+    def keep(self, example: Example) -> None:
+        """Keep an example :meth:`offer` returned, once its outputs are filled in."""
+        if self._preferred(example.file, example.bucket):
+            self.picked.setdefault(example.bucket, []).append(example)
+            self.files.add(example.file)
+        else:
+            self.fallback.setdefault(example.bucket, []).append(example)
+
+    def chosen(self) -> list[Example]:
+        out = []
+        for bucket in sorted(self.picked.keys() | self.fallback.keys(), key=masks.bucket_sort_key):
+            chosen = self.picked.get(bucket, [])
+            out += chosen + self.fallback.get(bucket, [])[: self.per_bucket - len(chosen)]
+        return out

@@ -9,8 +9,11 @@ bucket (:func:`against_classical`), and by how much pair by pair (:func:`paired_
 
 from __future__ import annotations
 
+import contextlib
 import csv
-from collections.abc import Mapping, Sequence
+import io
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +21,7 @@ import numpy as np
 from inpaintlib.inpainters import LABELS
 from inpaintlib.masks import bucket_sort_key
 from inpaintlib.metrics import METRICS
+from inpaintlib.rundir import LOCK_NAME, check_not_dangling, write_text, writer_lock
 
 __all__ = [
     "ROW_FIELDS",
@@ -33,6 +37,9 @@ __all__ = [
     "summary_markdown",
     "write_metrics_csv",
     "write_summary",
+    "EVALUATION_MARKER",
+    "OUTPUT_NAMES",
+    "claimed_output_folder",
 ]
 
 ROW_FIELDS = ("file", "mask", "hole_ratio", "bucket", "method", "psnr", "ssim", "l1_hole", "seconds")
@@ -239,12 +246,12 @@ def write_metrics_csv(rows: Sequence[Mapping], path: str | Path) -> Path:
 
 def _write_table(rows: Sequence[Mapping], fields: Sequence[str], path: str | Path) -> Path:
     """A CSV with the columns ``fields``, floats to 6 significant digits (read back by :func:`_read_table`)."""
-    path = Path(path)
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(fields))
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: (f"{r[k]:.6g}" if isinstance(r[k], float) else r[k]) for k in fields})
+    path, buf = Path(path), io.StringIO(newline="")
+    writer = csv.DictWriter(buf, fieldnames=list(fields))
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: (f"{r[k]:.6g}" if isinstance(r[k], float) else r[k]) for k in fields})
+    write_text(path, buf.getvalue())  # atomic: a full disk never leaves half a table
     return path
 
 
@@ -303,17 +310,43 @@ def write_summary(
     """summary.csv (one line per method x bucket, "all" last) and summary.md (:func:`summary_markdown`)."""
     csv_path, md_path = Path(csv_path), Path(md_path)
     _write_table(summary, list(summary[0].keys()) if summary else ["method", "bucket", "n"], csv_path)
-    md_path.write_text(summary_markdown(summary, notes, skipped))
+    write_text(md_path, summary_markdown(summary, notes, skipped))
     return csv_path, md_path
+
+
+EVALUATION_MARKER = ".inpaintlib-evaluation"
+"""Written into every evaluation folder: photos are never listed from such a folder (``data.PROJECT_MARKERS``)."""
+OUTPUT_NAMES = ("metrics.csv", "summary.csv", "summary.md", "settings.json", "metrics_by_hole_ratio.png",
+                "examples.png")
+"""The files an evaluation writes; an ``--overwrite`` removes the ones the new evaluation does not write."""
 
 
 def check_output_folder(out_dir: str | Path) -> None:
     """Refuse an output folder that already holds files (they would be overwritten)."""
     out = Path(out_dir)
-    if out.is_file():
+    check_not_dangling(out)
+    if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a folder")
-    entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    entries = sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME) if out.is_dir() else []
     if entries:
         shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
         raise ValueError(f"{out} already holds files ({shown}); choose an empty folder, or pass --overwrite "
                          "(overwrite=True) to replace what an earlier evaluation wrote there")
+
+
+@contextlib.contextmanager
+def claimed_output_folder(out_dir: str | Path, overwrite: bool) -> Iterator[Path]:
+    """Hold ``out_dir`` for one evaluation from its first check to its last write: a lock file created
+    atomically (two evaluations started together: the second is refused, never mixed with the first),
+    and, unless ``overwrite``, the check that it holds nothing. The caller writes with
+    :func:`inpaintlib.rundir.staged_files`, so a failure leaves the previous files as they were."""
+    out = Path(out_dir)
+    check_not_dangling(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder")
+    with writer_lock(out, what="evaluation", reentrant=False):
+        for stale in out.glob(".staging-*"):  # left by a killed evaluation: no one else writes here now
+            shutil.rmtree(stale, ignore_errors=True)
+        if not overwrite:
+            check_output_folder(out)  # again, now that no one else can write there
+        yield out

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from inpaintlib.images import open_image
 
@@ -48,11 +48,26 @@ def _to_uint8_gray(image: Image.Image) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8)
 
 
+def _check_not_misencoded(gray: np.ndarray, image: Image.Image, path: str | Path) -> None:
+    """Refuse two files that look like masks but say something else than their luminance does: a 0/1
+    array saved as 8-bit (all near-black, so "all hole"), and a hole drawn only in the alpha channel."""
+    if gray.size and int(gray.max()) == 1:
+        raise ValueError(f"mask {path} holds only the values 0 and 1 (a 0/1 array saved as 8-bit?): save it with "
+                         "255 = valid and 0 = hole, e.g. multiply it by 255")
+    if "A" in image.getbands() and bool((gray >= 128).all()):
+        alpha = np.asarray(image.getchannel("A"))
+        if bool((alpha < 128).any()):
+            raise ValueError(f"mask {path} draws its hole in the alpha (transparency) channel only, which is ignored: "
+                             "the brightness decides, so paint the hole black (0) on white (255)")
+
+
 def load_mask_png(path: str | Path, size: int | tuple[int, int] | None = None, invert: bool = False) -> torch.Tensor:
     """Read a mask image (white = valid -> 1, black = hole -> 0) as a ``(1, H, W)`` float tensor.
 
     Any mode Pillow reads is accepted (1-bit, greyscale, 16-bit, palette, RGB, RGBA -- alpha is
-    ignored, luminance decides) and thresholded at 128. A file is refused when more than 1 % of
+    ignored, luminance decides) and thresholded at 128. The EXIF orientation is applied, as for images,
+    so the hole lies where a viewer shows it. A 0/1-valued file and a hole drawn only in the alpha
+    channel are refused with what to do (they are not inverted masks). A file is refused when more than 1 % of
     its pixels are grey (between 33 and 222): an anti-aliased drawing or a photo is not a mask, and
     guessing where its hole ends would silently change results.
 
@@ -69,7 +84,9 @@ def load_mask_png(path: str | Path, size: int | tuple[int, int] | None = None, i
     """
     with open_image(Path(path), "mask") as image:  # size limit checked from the header, errors name the file
         image.load()
+        ImageOps.exif_transpose(image, in_place=True)  # oriented as its photo is (images.decode does the same)
         gray = _to_uint8_gray(image)
+        _check_not_misencoded(gray, image, path)
     height, width = gray.shape
     if size is not None:
         expected = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)

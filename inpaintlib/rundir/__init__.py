@@ -37,7 +37,7 @@ Modules: :mod:`~inpaintlib.rundir.read`, :mod:`~inpaintlib.rundir.write` and :mo
 
 from __future__ import annotations
 
-from .lock import LOCK_NAME, check_new_run_folder, writer_lock
+from .lock import LOCK_NAME, check_apart, check_new_run_folder, check_not_dangling, removed_if_unstarted, writer_lock
 from .read import (
     CHECKPOINT_FORMAT,
     HISTORY_TAIL,
@@ -65,6 +65,7 @@ from .write import (
     save_torch,
     save_weights,
     set_rng_state,
+    staged_files,
     truncate_history,
     write_text,
 )
@@ -94,9 +95,13 @@ __all__ = [
     "save_torch",
     "save_weights",
     "set_rng_state",
+    "staged_files",
     "truncate_history",
     "write_text",
     "LOCK_NAME",
+    "check_apart",
     "check_new_run_folder",
+    "check_not_dangling",
+    "removed_if_unstarted",
     "writer_lock",
 ]

@@ -1,5 +1,6 @@
-"""One writer per run directory: a lock file created atomically, and the refusal to start a new run in a
-folder that holds anything.
+"""One writer per run directory (or evaluation folder): a lock file created atomically; the refusal to start
+a new run in a folder that holds anything, or to write into a folder that an input lies in (or the
+reverse); and the removal of what a new run wrote when it fails before its first checkpoint.
 """
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
 import time
 from collections.abc import Iterator
@@ -42,18 +44,21 @@ def _holder_alive(holder: dict[str, Any] | None, path: Path) -> bool:
 
 
 @contextlib.contextmanager
-def writer_lock(run_dir: Path) -> Iterator[None]:
+def writer_lock(run_dir: Path, what: str = "training", reentrant: bool = True) -> Iterator[None]:
     """Make this process the only writer of ``run_dir`` while the block runs.
 
     The lock file is created atomically (``O_EXCL``); a second writer gets a ``ValueError`` naming the
     holder. A lock whose process is gone (same host) is stale and taken over. Released on exit; nested
-    use in the same process is allowed.
+    use in the same process is allowed when ``reentrant`` (training: the command line locks before
+    ``train()`` does), refused otherwise (two evaluations in threads of one process). ``what`` names the
+    kind of writer in the message.
     """
     path = run_dir / LOCK_NAME
     holder = _lock_holder(path)
-    if holder and holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
+    if reentrant and holder and holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
         yield  # this process holds it already (the command line locks before train() does)
         return
+    check_not_dangling(run_dir)
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     mine = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -66,7 +71,7 @@ def writer_lock(run_dir: Path) -> Iterator[None]:
                 who = (f"pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('started')}"
                        if holder else "a process that is starting")
                 raise ValueError(
-                    f"{run_dir} is being written by another training process ({who}); wait for it to end, "
+                    f"{run_dir} is being written by another {what} process ({who}); wait for it to end, "
                     f"stop it, or choose another --out. If that process is gone, delete {path}"
                 ) from None
             path.unlink(missing_ok=True)  # stale: its process is gone
@@ -86,8 +91,32 @@ def writer_lock(run_dir: Path) -> Iterator[None]:
                 run_dir.rmdir()  # only if nothing was written (e.g. a refused --resume)
 
 
+def check_not_dangling(out: Path) -> None:
+    """Refuse an ``--out`` that is a symbolic link to nothing (``mkdir`` would only say "File exists")."""
+    if out.is_symlink() and not out.exists():
+        raise ValueError(f"--out {out} is a symbolic link to {os.readlink(out)}, which does not exist; "
+                         "remove the link or create its target folder")
+
+
+def check_apart(out: str | Path, inputs: dict[str, str | Path | None]) -> None:
+    """Refuse an output folder inside an input folder (``inputs``: flag -> folder, None skipped) or the
+    reverse, or the same folder: what one session writes would be read as input by the next (an evaluation
+    scoring its own figures, a run training on its sample grids). Also refuses a dangling symlink ``out``."""
+    out = Path(out)
+    check_not_dangling(out)
+    where = out.resolve()
+    for flag, folder in inputs.items():
+        if folder is None:
+            continue
+        there = Path(folder).resolve()
+        if where == there or where.is_relative_to(there) or there.is_relative_to(where):
+            raise ValueError(f"--out {out} and {flag} {folder} overlap (one is inside the other): outputs would "
+                             f"be read back as inputs; choose an --out outside {folder}")
+
+
 def check_new_run_folder(run_dir: Path) -> None:
     """Refuse to start a new run in a folder that holds anything (a run or the user's own files)."""
+    check_not_dangling(run_dir)
     if not run_dir.exists():
         return
     if not run_dir.is_dir():
@@ -104,3 +133,22 @@ def check_new_run_folder(run_dir: Path) -> None:
         )
     shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
     raise ValueError(f"{run_dir} is not empty ({shown}); a new run needs an empty or new folder, so nothing was written")
+
+
+@contextlib.contextmanager
+def removed_if_unstarted(run_dir: Path, new: bool) -> Iterator[None]:
+    """A new run (``new``: its folder passed :func:`check_new_run_folder`, so all it holds was written by
+    this run) that fails before its first checkpoint removes what it wrote, so that the same ``--out`` can be
+    used again; a run with a ``checkpoint.pt`` or ``weights.pt`` is kept for ``--resume``."""
+    try:
+        yield
+    except BaseException:
+        if new and run_dir.is_dir() and not any((run_dir / n).exists() for n in ("checkpoint.pt", "weights.pt")):
+            for entry in run_dir.iterdir():
+                if entry.name == LOCK_NAME:
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+        raise

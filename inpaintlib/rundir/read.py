@@ -8,6 +8,7 @@ import csv
 import json
 import pickle
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -131,23 +132,35 @@ def load_model(run_dir_or_weights: str | Path, device: str | torch.device = "cpu
 
 def load_blob(path: Path, formats: tuple[str, ...]) -> dict[str, Any]:
     """``torch.load(path, weights_only=True)`` with errors a user can act on: a refused pickle (Python
-    objects that could run code) and a corrupt, truncated or foreign file each give one ``ValueError``."""
+    objects that could run code) and a corrupt, truncated or foreign file each give one ``ValueError``.
+
+    Every way the unpickler can fail on bytes that are not a weights file (IndexError, struct.error,
+    UnpicklingError, RuntimeError, EOFError, ...; found by fuzzing, tests/test_faults_io.py) ends in the same
+    one line; only a file that cannot be opened at all keeps its ``OSError``.
+    """
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise
     except pickle.UnpicklingError as error:
         if "Unsupported global" in str(error) or "GLOBAL" in str(error):  # an object the file wants built
             raise ValueError(
-                f"{path}: refused: this file holds Python objects, not just tensors -- it may run code; not loaded"
+                f"{path} is not a readable inpaintlib weights file: refused: this file holds Python objects, not just "
+                "tensors -- it may run code; not loaded"
             ) from None
-        raise ValueError(f"{path} is not a readable inpaintlib weights file (UnpicklingError: {error})") from None
-    except FileNotFoundError:
-        raise
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError, TypeError) as error:
-        first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ValueError(f"{path} is not a readable inpaintlib weights file ({type(error).__name__}: {first})") from None
+        raise ValueError(f"{path} is not a readable inpaintlib weights file (UnpicklingError: {_first_line(error)})") from None
+    except Exception as error:  # noqa: BLE001 -- any other failure (MemoryError too) means "not a weights file"
+        raise ValueError(f"{path} is not a readable inpaintlib weights file ({type(error).__name__}: {_first_line(error)})") from None
     if not isinstance(blob, dict) or blob.get("format") not in formats:
         raise ValueError(f"{path} is not a readable inpaintlib weights file (no inpaintlib format tag)")
     return blob
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
 
 
 def stored_run(name: str | Path) -> Path | None:

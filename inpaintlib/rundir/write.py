@@ -9,7 +9,9 @@ import csv
 import io
 import os
 import random
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,12 +42,39 @@ def atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
+    _fsync_folder(path.parent)  # make the rename itself durable
+
+
+def _fsync_folder(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+@contextlib.contextmanager
+def staged_files(folder: Path) -> Iterator[Path]:
+    """Write a set of files all or nothing: the block writes into a hidden staging folder inside ``folder``
+    (same file system), and only when every file is complete are they renamed into ``folder``; renames need
+    no space, so a full disk leaves the previous files exactly as they were. An ``OSError`` names the file
+    in ``folder`` it could not write. The staging folder is removed in every case."""
+    staging = Path(tempfile.mkdtemp(prefix=f".staging-{os.getpid()}-", dir=folder))
+    try:
+        try:
+            yield staging
+        except OSError as error:
+            name = Path(str(error.filename or "")).name or "its files"
+            target, cause = folder / name, error.__cause__ if isinstance(error.__cause__, OSError) else error
+            raise OSError(error.errno, f"cannot write {target}: {cause.strerror or cause}; nothing in {folder} was "
+                          "changed", str(target)) from error
+        _fsync_folder(staging)
+        for path in sorted(staging.iterdir()):
+            os.replace(path, folder / path.name)
+        _fsync_folder(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def save_torch(obj: Any, path: Path) -> None:
@@ -81,7 +110,19 @@ def truncate_history(path: Path, header: list[str], last_step: int) -> None:
     rows = []
     if path.is_file():
         with path.open(newline="") as f:
-            rows = [r for r in csv.DictReader(f) if int(r["step"]) <= last_step]
+            reader = csv.DictReader(f)
+            unknown = sorted(set(reader.fieldnames or []) - set(header))
+            if unknown:
+                raise ValueError(f"{path} has columns {unknown} this run does not log: it is another run's history; "
+                                 "put back this run's own history.csv")
+            for line, r in enumerate(reader, start=2):
+                try:
+                    step = int(r["step"])
+                except (TypeError, ValueError, KeyError):
+                    raise ValueError(f"{path}, line {line}: step {r.get('step')!r} is not a whole number: the file is "
+                                     "damaged; delete that row (the run resumes from its checkpoint)") from None
+                if step <= last_step:
+                    rows.append(r)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=header, lineterminator="\n")
     writer.writeheader()

@@ -8,6 +8,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
+from inpaintlib.images import pixel_limit
 from inpaintlib.losses import DEFAULT_PCONV_WEIGHTS
 
 
@@ -270,6 +271,69 @@ def validate_config(c: TrainConfig) -> None:
             raise ValueError(f"loss weights must be finite and >= 0, got {c.loss_weights}")
     if c.total_steps < 1:
         raise ValueError("the run needs at least one step (steps + finetune_steps >= 1)")
+    check_feasible(c)
+
+
+SSIM_WINDOW = 11  # the side of SSIM's Gaussian window (inpaintlib.metrics.ssim): validation needs that many pixels
+
+
+def check_feasible(c: TrainConfig) -> None:
+    """Refuse settings that pass the range checks but could not finish: an image smaller than validation's
+    SSIM window (``--size 8`` trained to the end, then failed), and a crop-scale range whose crops would
+    not fit in memory (``--crop-scale 1e-9,1e-9`` asked for 119 TiB)."""
+    if isinstance(c, PConvConfig):
+        layers = c.layers if c.layers is not None else int(math.log2(c.image_size)) - 1
+        multiple = 2**layers
+        smallest = multiple * math.ceil(SSIM_WINDOW / multiple) if c.layers is not None else 16
+        if c.image_size < SSIM_WINDOW:
+            raise ValueError(
+                f"image_size={c.image_size} is too small: validation's SSIM needs at least {SSIM_WINDOW}x{SSIM_WINDOW} "
+                f"pixels (its window) and the U-Net a multiple of 2**layers; the smallest size is {smallest}"
+            )
+    if c.crop_scale is not None:
+        lo, hi = c.crop_scale
+        window, limit = c.image_size / lo, pixel_limit()
+        if window * window > limit or hi > c.image_size:
+            raise ValueError(
+                f"crop_scale={tuple(c.crop_scale)} is out of reach: the crops would be {window:.0f} px wide at "
+                f"factor {lo:g} (at most {math.isqrt(limit)} px, the pixel limit) or under 1 px at {hi:g} "
+                f"(at most {c.image_size}); e.g. 0.5,2"
+            )
+
+
+def batch_memory_bytes(c: TrainConfig) -> int:
+    """A lower bound on a training step's memory: the float32 batch (images, masks, outputs, composites:
+    10 channels) and the first layer's activations with their gradients (``width`` channels at half
+    resolution, kept for the backward pass); the real need is several times more."""
+    side = c.image_size
+    return 4 * c.batch_size * (10 * side * side + 2 * c.width * (side // 2) ** 2)
+
+
+def device_memory_bytes(device: Any) -> int | None:
+    """The memory of a ``torch.device``: a GPU's own, the machine's RAM for the CPU, None when unknown."""
+    import os
+
+    import torch
+
+    try:
+        if device.type == "cuda":
+            return int(torch.cuda.get_device_properties(device).total_memory)
+        if device.type == "cpu":
+            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError, RuntimeError):
+        pass
+    return None
+
+
+def check_batch_memory(c: TrainConfig, total_bytes: int | None) -> None:
+    """Refuse a batch whose lower-bound memory (:func:`batch_memory_bytes`) is over ``total_bytes``, the
+    device's memory (None: unknown, not checked), before anything is written."""
+    need = batch_memory_bytes(c)
+    if total_bytes is not None and need > total_bytes:
+        raise ValueError(
+            f"batch_size={c.batch_size} at {c.image_size} px needs at least {need / 2**30:.1f} GiB for one step, more "
+            f"than the device's {total_bytes / 2**30:.1f} GiB; use a smaller --batch-size"
+        )
 
 
 # Settings that may differ when resuming: they change how long or where a run goes, or (learning rates)

@@ -35,6 +35,7 @@ from inpaintlib.rundir import (
     history_header,
     load_model,
     portable,
+    removed_if_unstarted,
     rng_kept,
     rng_state,
     save_torch,
@@ -45,7 +46,7 @@ from inpaintlib.rundir import (
     writer_lock,
 )
 
-from .config import TrainConfig, config_from_dict
+from .config import TrainConfig, check_batch_memory, config_from_dict, device_memory_bytes
 from .interrupts import TrainingInterrupted, stop_requests
 from .recipes import RECIPES, Recipe
 from .report import environment, python_call, sample_masks, save_sample_grid, validation_metrics, validation_scores
@@ -129,7 +130,8 @@ def _train_locked(config, out_dir, resume, device, progress, callback, command, 
     """:func:`train` once this process is the run directory's only writer."""
     config, checkpoint = settings_for(config, out_dir, resume)
     dev = process_device(device if device is not None else config.device, dist)
-    with fast_global_flags(config.global_flags), rng_kept(dev):
+    check_batch_memory(config, device_memory_bytes(dev))
+    with fast_global_flags(config.global_flags), rng_kept(dev), removed_if_unstarted(out_dir, not checkpoint and dist.main):
         session = _set_up(config, out_dir, checkpoint, dev, dist, command)
         with stop_requests(not dist.enabled) as stop:
             step = _train_steps(session, progress, callback, stop)

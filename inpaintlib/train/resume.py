@@ -5,10 +5,11 @@ resumed session may change (:data:`~inpaintlib.train.config.RESUMABLE_CHANGES`).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
-from inpaintlib.rundir import check_new_run_folder, load_checkpoint, load_weights
+from inpaintlib.rundir import check_apart, check_new_run_folder, load_checkpoint, load_weights
 
 from .config import TrainConfig, check_resume_config, config_from_dict, validate_config
 
@@ -25,6 +26,7 @@ def settings_for(config: TrainConfig | None, out_dir: Path, resume: bool) -> tup
     checkpoint = None
     if resume:
         checkpoint = resume_state(out_dir)
+        _check_same_run(out_dir, checkpoint)
         stored = config_from_dict({**checkpoint["config"], "kind": checkpoint["kind"]})
         if config is None:
             config = stored
@@ -39,7 +41,33 @@ def settings_for(config: TrainConfig | None, out_dir: Path, resume: bool) -> tup
     if not isinstance(config, TrainConfig) or not config.kind:
         raise ValueError(f"config must be a CEConfig or PConvConfig, got {type(config).__name__}")
     validate_config(config)
+    check_apart(out_dir, {"--data": config.data, "--val-data": config.val_data})
     return config, checkpoint
+
+
+_MODEL_SETTINGS = ("image_size", "width", "layers", "head_width", "bottleneck")  # what the weights' shapes follow
+
+
+def _check_same_run(out_dir: Path, checkpoint: dict[str, Any]) -> None:
+    """Refuse a resume whose checkpoint is not this folder's run (a checkpoint of a Context Encoder, or of
+    another width, copied over a PConv run's) or whose ``history.csv`` is gone (its log would silently start
+    again at the checkpoint's step)."""
+    source = "weights.pt" if checkpoint.get("from_weights") else "checkpoint.pt"
+    config_path = out_dir / "config.json"
+    if config_path.is_file():
+        try:
+            first = json.loads(config_path.read_text())
+        except ValueError as error:
+            raise ValueError(f"{config_path} is not readable JSON ({error}); restore it to resume") from None
+        stored = {"kind": checkpoint["kind"], **checkpoint["config"]}
+        differ = [f"{k} {first[k]!r} vs {stored[k]!r}" for k in ("kind", *_MODEL_SETTINGS)
+                  if k in first and k in stored and first[k] != stored[k]]
+        if differ:
+            raise ValueError(f"{out_dir / source} is not from the run in {out_dir} (config.json vs {source}: "
+                             f"{', '.join(differ)}); put back the run's own {source}, or start a new run")
+    if int(checkpoint["step"]) > 0 and not (out_dir / "history.csv").is_file():
+        raise ValueError(f"{out_dir / 'history.csv'} is missing: resuming at step {checkpoint['step']} would lose the "
+                         "log of the earlier steps; restore it, or start a new run")
 
 
 def resume_state(out_dir: Path) -> dict[str, Any]:
@@ -58,6 +86,7 @@ def resume_config(out_dir: str | Path, **overrides: Any) -> TrainConfig:
     what ``train(..., resume=True)`` continues with. Not ``config.json``, which keeps the first session's
     settings while resumes may change step counts and learning rates."""
     state = resume_state(Path(out_dir))
+    _check_same_run(Path(out_dir), state)
     return config_from_dict({**state["config"], **overrides, "kind": state["kind"]})
 
 

@@ -38,6 +38,7 @@ Command line::
 from __future__ import annotations
 
 import argparse
+import sys
 import warnings
 from pathlib import Path
 

@@ -25,6 +25,7 @@ import functools
 import io
 import json
 import sys
+import textwrap
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -300,10 +301,18 @@ def write_outputs(result: Evaluation, out_dir: str | Path, settings: Mapping) ->
     return result.files
 
 
+def _wrapped(stem: str, width: int = 14, lines: int = 3) -> str:
+    """A photo's name over at most ``lines`` lines of ``width`` characters (broken at hyphens), so a row label
+    of the example grid is never cut short; a longer name ends in an ellipsis."""
+    parts = textwrap.wrap(stem, width, break_on_hyphens=True)
+    return "\n".join(parts[:lines - 1] + [parts[lines - 1] + ("…" if len(parts) > lines else "")]
+                     if len(parts) >= lines else parts)
+
+
 def _example_figure(result: Evaluation) -> plt.Figure:
     ex = result.examples
     stems = [Path(e.file).stem for e in ex]
-    labels = [f"{s if len(s) <= 13 else s[:12] + '…'}\nhole {e.bucket}" for s, e in zip(stems, ex)]
+    labels = [f"{_wrapped(s)}\nhole {e.bucket}" for s, e in zip(stems, ex)]
     return plot_method_comparison(torch.stack([e.image for e in ex]), torch.stack([e.mask for e in ex]),
                                   {m: torch.stack([e.outputs[m] for e in ex]) for m in result.methods},
                                   row_labels=labels, size=1.4)

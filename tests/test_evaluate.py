@@ -562,3 +562,11 @@ def test_fixed_mask_names_identify_the_mask_used(photo_dir):
         bucket, k = r["mask"].split("#")
         mask = fixed[masks.BUCKET_LABELS.index(bucket) * per_bucket + int(k)][1]
         assert r["hole_ratio"] == masks.hole_ratio(mask)
+
+
+def test_example_row_labels_wrap_long_photo_names_instead_of_cutting_them():
+    from inpaintlib.evaluate import _wrapped
+
+    label = _wrapped("gcompris-monument-taj-mahal")
+    assert label.replace("\n", "") == "gcompris-monument-taj-mahal" and all(len(s) <= 14 for s in label.split("\n"))
+    assert _wrapped("a-" * 40).endswith("…") and _wrapped("a-" * 40).count("\n") == 2

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from inpaintlib.claims import BEST
 from inpaintlib.paths import photos_dir, repo_root, stored_runs_dir
 
 __all__ = ["PHOTOS", "MASK_RATIOS", "SIZE", "RUN", "MODEL_NAME", "PRECISION", "build", "demo_photo", "cli"]
@@ -55,7 +56,7 @@ PHOTOS = [
 #: Hole-ratio ranges of the random masks (one mask each, seeds 0, 1, ...).
 MASK_RATIOS = [(0.05, 0.1), (0.1, 0.2), (0.2, 0.3), (0.3, 0.4)]
 #: The stored run the demo runs: the book's best model (the PConv U-Net with a head that blends in a fill).
-RUN = "pconv-fill-scale"
+RUN = BEST
 MODEL_NAME = f"{RUN}.int8.onnx"
 #: What the page says about the numbers it computes with.
 PRECISION = "int8 weights in the large convolutions, float16 in the others, computed in float32"

@@ -233,8 +233,9 @@ def section(m: dict) -> str:
         f"(plain http host; best median of all ways {best:.0f} ms): " + ("met." if one <= 150 else "NOT met."),
         "",
         f"System load average (1 min) at the start / end: {m['load'][0]:.1f} / {m['load'][1]:.1f} on "
-        f"{os.cpu_count()} logical cores. The machine was shared with other jobs, so single fills are noisy; "
-        "compare the medians and minima. Requests that would have left the machine: "
+        f"{os.cpu_count()} logical cores ("
+        + ("quiet: nothing else ran" if max(m["load"]) < 0.6 * (os.cpu_count() or 1) else "busy: other jobs ran")
+        + "); single fills are noisy, so compare the medians and minima. Requests that would have left the machine: "
         f"{len(m['outside'])}.",
     ]
     return "\n".join(lines) + "\n"

@@ -234,7 +234,8 @@ def section(m: dict) -> str:
         "",
         f"System load average (1 min) at the start / end: {m['load'][0]:.1f} / {m['load'][1]:.1f} on "
         f"{os.cpu_count()} logical cores ("
-        + ("quiet: nothing else ran" if max(m["load"]) < 0.6 * (os.cpu_count() or 1) else "busy: other jobs ran")
+        + ("quiet before the bench started" if m["load"][0] < 0.5 * (os.cpu_count() or 1)
+           else "busy: other jobs ran before the bench started")
         + "); single fills are noisy, so compare the medians and minima. Requests that would have left the machine: "
         f"{len(m['outside'])}.",
     ]

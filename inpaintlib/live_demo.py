@@ -196,8 +196,10 @@ def _export_model(out: Path, run: Path) -> dict:
     from inpaintlib.rundir import load_model
 
     model_path = out / MODEL_NAME
-    weights = run / "weights.pt"
-    if not model_path.is_file() or model_path.stat().st_mtime < weights.stat().st_mtime:
+    # Export again when the weights or the code that builds the graph changed since the last export.
+    package = Path(__file__).resolve().parent
+    sources = [run / "weights.pt", package / "export.py", package / "layers.py", *(package / "models").glob("*.py")]
+    if not model_path.is_file() or model_path.stat().st_mtime < max(p.stat().st_mtime for p in sources):
         export_onnx(run, model_path, fp16=True, int8=True)
     data = model_path.read_bytes()
     packed = _gzip(data, out / f"{MODEL_NAME}.gz")

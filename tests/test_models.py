@@ -382,3 +382,17 @@ def test_a_context_encoder_with_a_fill_head_starts_as_an_even_blend_of_its_patch
     assert model(x).abs().max() <= 1
     with pytest.raises(ValueError, match="head_width must be >= 0"):
         ContextEncoder(bottleneck=16, width=8, head_fill_iterations=3)
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 64, 64), (1, 1, 40, 97), (1, 1, 7, 33)])
+def test_known_share_is_the_mean_of_the_mask_over_the_window_inside_the_image(shape):
+    from inpaintlib.models.head import known_share
+
+    g = torch.Generator().manual_seed(sum(shape))
+    mask = (torch.rand(*shape, generator=g) > 0.4).float()
+    padded = torch.nn.functional.pad(mask, (15, 15, 15, 15))
+    inside = torch.nn.functional.pad(torch.ones_like(mask), (15, 15, 15, 15))
+    windows = lambda x: x.unfold(2, 31, 1).unfold(3, 31, 1).sum(dim=(-1, -2))  # noqa: E731  (a direct count)
+    expected = windows(padded) / windows(inside)
+    assert torch.allclose(known_share(mask, 31), expected, atol=1e-6)
+    assert torch.allclose(known_share(mask.bfloat16(), 31), expected, atol=1e-6)  # float32 inside, whatever comes in

@@ -25,11 +25,30 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["FullResolutionHead", "HeadHolder", "freeze_all_but_head"]
+__all__ = ["FullResolutionHead", "HeadHolder", "freeze_all_but_head", "known_share"]
 
 # The fill enters the blend as a logit; its values are clipped this far from 0 and 1 first.
 _FILL_LOGIT_EPS = 1e-3
 _KNOWN_SHARE_WINDOW = 31  # side of the window whose share of known pixels the head with a fill reads
+
+
+def _window_sums(x: Tensor, window: int, dim: int) -> Tensor:
+    """Sums of ``window`` consecutive values along ``dim`` (2 or 3), centred, zeros outside: by a running sum."""
+    half = window // 2
+    pad = (0, 0, half + 1, half) if dim == 2 else (half + 1, half, 0, 0)
+    running = torch.cumsum(F.pad(x, pad), dim)
+    n = x.shape[dim]
+    return running.narrow(dim, window, n) - running.narrow(dim, 0, n)
+
+
+def known_share(mask: Tensor, window: int) -> Tensor:
+    """Share of known pixels (mask 1) in the ``window`` x ``window`` square around each pixel, counting only
+    the squares' pixels inside the image: ``avg_pool2d(mask, window, stride=1, padding=window // 2,
+    count_include_pad=False)`` for odd ``window``. Computed from running sums in float32 (exact for 0/1 masks
+    of any size), which costs a tenth of the pooling in onnxruntime (the live demo runs this head)."""
+    both = torch.cat([mask.float(), torch.ones_like(mask[:1], dtype=torch.float32)], dim=0)
+    sums = _window_sums(_window_sums(both, window, 2), window, 3)
+    return sums[:-1] / sums[-1:]
 
 
 class FullResolutionHead(nn.Module):
@@ -68,9 +87,7 @@ class FullResolutionHead(nn.Module):
         if self.fill_iterations:
             if fill is None:
                 raise ValueError("this head reads a biharmonic fill: pass fill=")
-            half = _KNOWN_SHARE_WINDOW // 2  # a separable box filter
-            known = F.avg_pool2d(mask, (_KNOWN_SHARE_WINDOW, 1), stride=1, padding=(half, 0), count_include_pad=False)
-            known = F.avg_pool2d(known, (1, _KNOWN_SHARE_WINDOW), stride=1, padding=(0, half), count_include_pad=False)
+            known = known_share(mask, _KNOWN_SHARE_WINDOW).to(composite.dtype)
             inputs += [fill.to(composite.dtype), known]
         return self.layers(torch.cat(inputs, dim=1))
 

@@ -54,10 +54,12 @@ PROJECT_MARKERS = (".inpaintlib.lock", ".inpaintlib-evaluation", "history.csv", 
 def is_project_output(folder: Path) -> bool:
     """True for a folder the library wrote: a run directory (``config.json`` with ``history.csv`` or a lock)
     or an evaluation folder (its marker file, or ``metrics.csv`` with ``summary.csv``)."""
-    has = [(folder / name).is_file() for name in PROJECT_MARKERS]
-    run = has[0] or (has[2] and (folder / "config.json").is_file())
-    evaluation = has[1] or (has[3] and (folder / "summary.csv").is_file())
-    return run or evaluation
+    def has(name: str) -> bool:
+        return (folder / name).is_file()
+
+    lock, evaluation_marker, history, metrics = PROJECT_MARKERS
+    run = has(lock) or (has(history) and has("config.json"))
+    return run or has(evaluation_marker) or (has(metrics) and has("summary.csv"))
 
 
 def _find_images(root: Path, extensions: tuple[str, ...]) -> list[Path]:

@@ -305,8 +305,9 @@ def _wrapped(stem: str, width: int = 14, lines: int = 3) -> str:
     """A photo's name over at most ``lines`` lines of ``width`` characters (broken at hyphens), so a row label
     of the example grid is never cut short; a longer name ends in an ellipsis."""
     parts = textwrap.wrap(stem, width, break_on_hyphens=True)
-    return "\n".join(parts[:lines - 1] + [parts[lines - 1] + ("…" if len(parts) > lines else "")]
-                     if len(parts) >= lines else parts)
+    if len(parts) > lines:
+        parts = parts[: lines - 1] + [parts[lines - 1] + "…"]
+    return "\n".join(parts)
 
 
 def _example_figure(result: Evaluation) -> plt.Figure:

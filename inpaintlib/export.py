@@ -38,7 +38,6 @@ Command line::
 from __future__ import annotations
 
 import argparse
-import sys
 import warnings
 from pathlib import Path
 
@@ -80,12 +79,8 @@ def _fill_iterations(model: nn.Module) -> int:
 
 
 class _FillFed(nn.Module):
-    """``model`` with its head's biharmonic fill as an input (``forward(*inputs, fill)``), for export only.
-
-    While tracing, the name ``biharmonic_fill`` in the model's own module is bound to a function that returns
-    ``fill`` (checked against the shape the model asks for): the model's ``forward`` stays the single source of
-    truth, and the graph gets one input instead of the unrolled solver.
-    """
+    """``model`` with its head's biharmonic fill as the last positional input, passed on as ``fill=`` (both
+    networks' ``forward`` take it), so the graph gets one input instead of the unrolled solver. Export only."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -93,17 +88,7 @@ class _FillFed(nn.Module):
 
     def forward(self, *args: Tensor) -> Tensor:
         *inputs, fill = args
-        module = sys.modules[type(self.model).__module__]
-
-        def fed(image: Tensor, mask: Tensor, iterations: int) -> Tensor:
-            torch._check(image.shape[-2] == fill.shape[-2] and image.shape[-1] == fill.shape[-1])
-            return fill
-
-        original, module.biharmonic_fill = module.biharmonic_fill, fed
-        try:
-            return self.model(*inputs)
-        finally:
-            module.biharmonic_fill = original
+        return self.model(*inputs, fill=fill)
 
 
 def _export_args(model: nn.Module, with_fill: bool) -> tuple[tuple, dict, list[str], list[str]]:

@@ -25,13 +25,16 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 
 from inpaintlib.masks import check_pair, composite
 
-__all__ = ["PSNR_MAX_DB", "METRICS", "psnr", "ssim", "l1_hole", "score", "score_batch", "lpips_available",
+__all__ = ["PSNR_MAX_DB", "METRICS", "SSIM_WINDOW", "psnr", "ssim", "l1_hole", "score", "score_batch", "lpips_available",
            "artefact_ratios"]
 
 PSNR_MAX_DB = 100.0
 """PSNR returned for identical images (MSE 0); any PSNR above it is clamped to it."""
 
 METRICS = ("psnr", "ssim", "l1_hole")
+
+SSIM_WINDOW = 11
+"""Side of SSIM's Gaussian window: images must be at least this many pixels on each side."""
 
 def _as_batch(x: torch.Tensor, name: str) -> tuple[torch.Tensor, bool]:
     if not isinstance(x, torch.Tensor) or x.ndim not in (3, 4):
@@ -71,10 +74,11 @@ def ssim(pred: torch.Tensor, target: torch.Tensor) -> float | torch.Tensor:
     Images must be at least 11 px on each side. (3, H, W) gives a float, (N, 3, H, W) a tensor (N,).
     """
     p, t, single = _pair(pred, target)
-    if min(p.shape[-2:]) < 11:
-        raise ValueError(f"SSIM needs images of at least 11x11 pixels (its window), got {tuple(p.shape[-2:])}")
+    if min(p.shape[-2:]) < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels (its window), "
+                         f"got {tuple(p.shape[-2:])}")
     _, full = structural_similarity_index_measure(
-        p, t, gaussian_kernel=True, sigma=1.5, kernel_size=11, data_range=1.0, reduction="none",
+        p, t, gaussian_kernel=True, sigma=1.5, kernel_size=SSIM_WINDOW, data_range=1.0, reduction="none",
         return_full_image=True,
     )  # full: (N, C, H, W) SSIM map
     values = full[..., 5:-5, 5:-5].reshape(full.shape[0], -1).mean(dim=1)

@@ -180,7 +180,9 @@ class ContextEncoder(HeadHolder):
         self.head = FullResolutionHead(head_width, head_fill_iterations) if head_width else None
         self.register_buffer("hole_mask", center_mask(INPUT_SIZE, HOLE_SIZE)[None], persistent=False)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, fill: Tensor | None = None) -> Tensor:
+        """``fill``: the head's biharmonic fill of the whole 128x128 input in [0, 1] with its hole, when computed
+        elsewhere (the ONNX export takes it as an input); None computes it here."""
         _check_images(x, INPUT_SIZE, "ContextEncoder")
         if self.head is None:
             return self.decoder(self.encoder(x))
@@ -192,10 +194,10 @@ class ContextEncoder(HeadHolder):
         known = mask[:, :, s, s]  # (N, 1, 64, 64): the 4 px band around the hole
         logits = 2 * pre
         composite = image[:, :, s, s] * known + (1 - known) * torch.sigmoid(logits).to(image.dtype)
-        fill = None
-        if self.head.fill_iterations:
-            fill = biharmonic_fill(image * mask, mask, self.head.fill_iterations)[:, :, s, s]
-        return 2 * self.head.correct(logits, composite, known, fill) - 1
+        if self.head.fill_iterations and fill is None:
+            fill = biharmonic_fill(image * mask, mask, self.head.fill_iterations)
+        patch_fill = fill[:, :, s, s] if self.head.fill_iterations else None
+        return 2 * self.head.correct(logits, composite, known, patch_fill) - 1
 
 
 class ContextDiscriminator(nn.Module):

@@ -180,7 +180,9 @@ class PConvUNet(HeadHolder):
         """Image sides must be multiples of this (``2**layers``)."""
         return 2**self.layers
 
-    def forward(self, image: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, image: Tensor, mask: Tensor, fill: Tensor | None = None) -> Tensor:
+        """``fill``: the head's biharmonic fill of ``image * mask`` when computed elsewhere (the ONNX export takes
+        it as an input); None computes it here."""
         mask = self._check_inputs(image, mask)
         m_in = mask = mask.to(image.dtype)
         x_in = image * mask  # x_in = M ⊙ x: the hole's content never enters the network
@@ -194,8 +196,9 @@ class PConvUNet(HeadHolder):
         if self.head is None:
             return torch.sigmoid(x)
         composite = x_in + (1 - m_in) * torch.sigmoid(x).to(x_in.dtype)
-        fill = biharmonic_fill(x_in, m_in, self.head.fill_iterations) if self.head.fill_iterations else None
-        return self.head.correct(x, composite, m_in, fill)
+        if self.head.fill_iterations and fill is None:
+            fill = biharmonic_fill(x_in, m_in, self.head.fill_iterations)
+        return self.head.correct(x, composite, m_in, fill if self.head.fill_iterations else None)
 
     def train(self, mode: bool = True) -> PConvUNet:
         """Like ``nn.Module.train``, but frozen encoder BN layers stay in eval mode (report §4.2), and so does

@@ -5,11 +5,15 @@ profiles "cpu" and "gpu", their validation, and which settings a resumed run may
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
+import torch
+
 from inpaintlib.images import pixel_limit
 from inpaintlib.losses import DEFAULT_PCONV_WEIGHTS
+from inpaintlib.metrics import SSIM_WINDOW
 
 
 def setting(default: Any, help: str | None = None, flag: str | None = None, **argparse_kw: Any) -> Any:
@@ -274,22 +278,17 @@ def validate_config(c: TrainConfig) -> None:
     check_feasible(c)
 
 
-SSIM_WINDOW = 11  # the side of SSIM's Gaussian window (inpaintlib.metrics.ssim): validation needs that many pixels
-
-
 def check_feasible(c: TrainConfig) -> None:
     """Refuse settings that pass the range checks but could not finish: an image smaller than validation's
     SSIM window (``--size 8`` trained to the end, then failed), and a crop-scale range whose crops would
     not fit in memory (``--crop-scale 1e-9,1e-9`` asked for 119 TiB)."""
-    if isinstance(c, PConvConfig):
-        layers = c.layers if c.layers is not None else int(math.log2(c.image_size)) - 1
-        multiple = 2**layers
-        smallest = multiple * math.ceil(SSIM_WINDOW / multiple) if c.layers is not None else 16
-        if c.image_size < SSIM_WINDOW:
-            raise ValueError(
-                f"image_size={c.image_size} is too small: validation's SSIM needs at least {SSIM_WINDOW}x{SSIM_WINDOW} "
-                f"pixels (its window) and the U-Net a multiple of 2**layers; the smallest size is {smallest}"
-            )
+    if isinstance(c, PConvConfig) and c.image_size < SSIM_WINDOW:
+        multiple = 2**c.layers if c.layers is not None else 16  # without --layers, the depth follows the size
+        smallest = multiple * math.ceil(SSIM_WINDOW / multiple)
+        raise ValueError(
+            f"image_size={c.image_size} is too small: validation's SSIM needs at least {SSIM_WINDOW}x{SSIM_WINDOW} "
+            f"pixels (its window) and the U-Net a multiple of 2**layers; the smallest size is {smallest}"
+        )
     if c.crop_scale is not None:
         lo, hi = c.crop_scale
         window, limit = c.image_size / lo, pixel_limit()
@@ -311,10 +310,6 @@ def batch_memory_bytes(c: TrainConfig) -> int:
 
 def device_memory_bytes(device: Any) -> int | None:
     """The memory of a ``torch.device``: a GPU's own, the machine's RAM for the CPU, None when unknown."""
-    import os
-
-    import torch
-
     try:
         if device.type == "cuda":
             return int(torch.cuda.get_device_properties(device).total_memory)

@@ -5,11 +5,10 @@ resumed session may change (:data:`~inpaintlib.train.config.RESUMABLE_CHANGES`).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from inpaintlib.rundir import check_apart, check_new_run_folder, load_checkpoint, load_weights
+from inpaintlib.rundir import check_apart, check_new_run_folder, load_checkpoint, load_config, load_weights
 
 from .config import TrainConfig, check_resume_config, config_from_dict, validate_config
 
@@ -53,12 +52,11 @@ def _check_same_run(out_dir: Path, checkpoint: dict[str, Any]) -> None:
     another width, copied over a PConv run's) or whose ``history.csv`` is gone (its log would silently start
     again at the checkpoint's step)."""
     source = "weights.pt" if checkpoint.get("from_weights") else "checkpoint.pt"
-    config_path = out_dir / "config.json"
-    if config_path.is_file():
+    if (out_dir / "config.json").is_file():
         try:
-            first = json.loads(config_path.read_text())
+            first = load_config(out_dir)
         except ValueError as error:
-            raise ValueError(f"{config_path} is not readable JSON ({error}); restore it to resume") from None
+            raise ValueError(f"{out_dir / 'config.json'} is not readable JSON ({error}); restore it to resume") from None
         stored = {"kind": checkpoint["kind"], **checkpoint["config"]}
         differ = [f"{k} {first[k]!r} vs {stored[k]!r}" for k in ("kind", *_MODEL_SETTINGS)
                   if k in first and k in stored and first[k] != stored[k]]

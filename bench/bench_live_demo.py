@@ -167,16 +167,22 @@ def measure(rounds: int, threads: int) -> dict:
             "hole": float(1 - mask.mean()), "rounds": rounds, "gflop": _gflop(photo.shape[0], photo.shape[1])}
 
 
-def _gflop(height: int, width: int) -> float:
-    """GFLOP of one forward pass of the stored U-Net (convolutions; torch's FlopCounterMode)."""
+def _gflop(height: int, width: int) -> tuple[float, float]:
+    """GFLOP of one forward pass of the exported network (the folded U-Net, ``inpaintlib.models.folded``) and of
+    the network as trained, both with the fill as an input (convolutions, torch's FlopCounterMode)."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    from inpaintlib.models.folded import FoldedPConvUNet
     from inpaintlib.rundir import load_model
 
-    model = load_model(REPO / "data" / "runs" / RUN)
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(torch.rand(1, 3, height, width), torch.ones(1, 1, height, width))
-    return counter.get_total_flops() / 1e9
+    model = load_model(REPO / "data" / "runs" / RUN).eval()
+    image, mask = torch.rand(1, 3, height, width), torch.ones(1, 1, height, width)
+    gflop = []
+    for network in (FoldedPConvUNet(model), model):
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            network(image, mask, fill=image)
+        gflop.append(counter.get_total_flops() / 1e9)
+    return gflop[0], gflop[1]
 
 
 def table(m: dict) -> str:
@@ -220,9 +226,11 @@ def section(m: dict) -> str:
         "`Cross-Origin-Embedder-Policy: require-corp` gets up to 4 threads (the page's default: "
         "min(4, logical cores)).",
         "",
-        f"The network does {m['gflop']:.1f} GFLOP per 256x256 fill (convolutions, counted by FlopCounterMode): "
+        f"The exported network does {m['gflop'][0]:.1f} GFLOP per 256x256 fill (convolutions, counted by "
+        f"FlopCounterMode; the network as trained: {m['gflop'][1]:.1f} GFLOP, before its batch norms were folded "
+        "and its decoder rewritten, `inpaintlib.models.folded`): "
         + ", ".join(f"{name.split(' (')[0].split(',')[0]}: "
-                    f"{m['gflop'] / statistics.median(r['net']) * 1000:.1f} GFLOP/s"
+                    f"{m['gflop'][0] / statistics.median(r['net']) * 1000:.1f} GFLOP/s"
                     for name, r in m["browser"].items()) + ".",
         "",
         f"Sizes (`_build/html/_static/live-demo/assets.js`): the demo downloads {m['sizes'][0] / 1e6:.1f} MB over "

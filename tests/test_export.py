@@ -3,10 +3,10 @@
 * ``data/runs/pconv-l1`` exported once (float32 weights, ~20 s on 2 cores): at 256x256, 512x512 and a
   non-square 256x384 (dynamic height and width) onnxruntime's output is within 1e-3 of the PyTorch model's on a
   validation photo with an irregular mask from the training generator;
-* the same graph with float16 weights (``weights_to_fp16``, what ``--fp16`` writes): within 1e-5. The run's
-  ``weights.pt`` already stores float16 and the graph computes in float32, so only summation order differs;
-  measured here (onnxruntime 1.32 CPU, the inputs of these tests): 3.0e-7 at 256 px, 3.9e-7 at 512 px and
-  3.6e-7 at 256x384, the same as float32 (random inputs: up to 7.7e-7);
+* the same graph with float16 weights (``weights_to_fp16``, what ``--fp16`` writes): within 1e-3. The graph
+  computes in float32, but its weights are the folded ones (``inpaintlib.models.folded``: batch norm scales
+  multiplied in, 3x3 taps summed into 4x4 kernels), which float16 rounds; measured here (onnxruntime 1.32 CPU,
+  the inputs of these tests): 2.3e-4 at 256 px (0.06/255);
 * ``data/runs/ce`` through the command line with ``--fp16``: the 64x64 patch within 1e-3 of PyTorch's;
 * errors: a missing run or output folder gives exit status 2 and a message naming it.
 """
@@ -83,7 +83,7 @@ def test_pconv_fp16_weights_match_pytorch_and_halve_the_file(pconv_fp32, pconv_m
     session = _session(data)
     for size in (256, 512):
         image, mask = _inputs(size, size, seed=size)
-        assert _max_diff(session, pconv_model, image, mask) <= 1e-5
+        assert _max_diff(session, pconv_model, image, mask) <= 1e-3
 
 
 def test_pconv_export_records_how_to_call_it(pconv_fp32) -> None:

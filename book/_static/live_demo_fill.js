@@ -52,21 +52,21 @@
     return { near: Int32Array.from(list), nb: nb, holes: Int32Array.from(holes), hnb: hnb };
   }
 
-  // out[hole] = lap(lap(v))[hole] for the 3 channels of v (interleaved: pixel p, channel c at 3p + c); lap1 is
-  // scratch (only its entries near the hole are read).
-  function apply(v, s, lap1, out) {
-    var near = s.near, nb = s.nb, holes = s.holes, hnb = s.hnb, k, p, a, b, c, d;
+  // out = lap(lap(u)) at the hole (compact: hole pixel k at 3k .. 3k + 2) for the full interleaved image u, known
+  // pixels included: the first residual. lap1 holds lap(u) at the pixels near the hole (compact, as c.hnb reads it).
+  function bilaplacianAtHole(u, s, c, lap1, out) {
+    var near = s.near, nb = s.nb, hnb = c.hnb, k, p, q, a, b, e, f;
     for (k = 0; k < near.length; k++) {
-      p = 3 * near[k]; a = 3 * nb[4 * k]; b = 3 * nb[4 * k + 1]; c = 3 * nb[4 * k + 2]; d = 3 * nb[4 * k + 3];
-      lap1[p] = v[a] + v[b] + v[c] + v[d] - 4 * v[p];
-      lap1[p + 1] = v[a + 1] + v[b + 1] + v[c + 1] + v[d + 1] - 4 * v[p + 1];
-      lap1[p + 2] = v[a + 2] + v[b + 2] + v[c + 2] + v[d + 2] - 4 * v[p + 2];
+      p = 3 * near[k]; a = 3 * nb[4 * k]; b = 3 * nb[4 * k + 1]; e = 3 * nb[4 * k + 2]; f = 3 * nb[4 * k + 3]; q = 3 * k;
+      lap1[q] = u[a] + u[b] + u[e] + u[f] - 4 * u[p];
+      lap1[q + 1] = u[a + 1] + u[b + 1] + u[e + 1] + u[f + 1] - 4 * u[p + 1];
+      lap1[q + 2] = u[a + 2] + u[b + 2] + u[e + 2] + u[f + 2] - 4 * u[p + 2];
     }
-    for (k = 0; k < holes.length; k++) {
-      p = 3 * holes[k]; a = 3 * hnb[4 * k]; b = 3 * hnb[4 * k + 1]; c = 3 * hnb[4 * k + 2]; d = 3 * hnb[4 * k + 3];
-      out[p] = lap1[a] + lap1[b] + lap1[c] + lap1[d] - 4 * lap1[p];
-      out[p + 1] = lap1[a + 1] + lap1[b + 1] + lap1[c + 1] + lap1[d + 1] - 4 * lap1[p + 1];
-      out[p + 2] = lap1[a + 2] + lap1[b + 2] + lap1[c + 2] + lap1[d + 2] - 4 * lap1[p + 2];
+    for (k = 0; k < c.count; k++) {
+      p = hnb[5 * k]; a = hnb[5 * k + 1]; b = hnb[5 * k + 2]; e = hnb[5 * k + 3]; f = hnb[5 * k + 4]; q = 3 * k;
+      out[q] = lap1[a] + lap1[b] + lap1[e] + lap1[f] - 4 * lap1[p];
+      out[q + 1] = lap1[a + 1] + lap1[b + 1] + lap1[e + 1] + lap1[f + 1] - 4 * lap1[p + 1];
+      out[q + 2] = lap1[a + 2] + lap1[b + 2] + lap1[e + 2] + lap1[f + 2] - 4 * lap1[p + 2];
     }
   }
 
@@ -116,15 +116,14 @@
   function conjugateGradients(u, s, iterations, w, h) {
     var holes = s.holes, count = holes.length, k, p, q, c;
     if (!count) return;
-    var full = new Float32Array(u.length), lap1 = new Float32Array(u.length);
-    apply(u, s, lap1, full); // the first residual reads the known pixels too
     var cs = compactStencil(s, w, h), n = 3 * count;
     var uc = new Float32Array(n), r = new Float32Array(n), d = new Float32Array(n + 3), ad = new Float32Array(n);
     var lapc = new Float32Array(3 * cs.nearCount);
     var rr = [0, 0, 0], dad = [0, 0, 0], next = [0, 0, 0], alpha = [0, 0, 0], beta = [0, 0, 0];
+    bilaplacianAtHole(u, s, cs, lapc, ad); // the first residual reads the known pixels too
     for (k = 0; k < count; k++) {
       p = 3 * holes[k]; q = 3 * k;
-      for (c = 0; c < 3; c++) { uc[q + c] = u[p + c]; r[q + c] = -full[p + c]; d[q + c] = r[q + c]; rr[c] += r[q + c] * r[q + c]; }
+      for (c = 0; c < 3; c++) { uc[q + c] = u[p + c]; r[q + c] = -ad[q + c]; d[q + c] = r[q + c]; rr[c] += r[q + c] * r[q + c]; }
     }
     for (c = 0; c < 3; c++) rr[c] = Math.fround(rr[c]);
     for (var it = 0; it < iterations; it++) {

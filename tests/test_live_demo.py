@@ -136,7 +136,7 @@ def test_fill_in_the_page_matches_pytorch() -> None:
         assert _wait_state(page, "ready", "error") == "ready", page.evaluate(
             "document.querySelector('.ld-status').textContent")
         download = _bytes(page.requests[seen:])
-        assert download <= 14e6  # the file:// copy: base64 wrappers, a third larger
+        assert download <= 15e6  # the file:// copy: base64 wrappers, a third larger than http (no target)
         print(f"\nfrom disk: {before / 1e6:.2f} MB before the start, {download / 1e6:.2f} MB for the demo")
         page.click(".ld-fill")
         status = "document.querySelector('.ld-status').textContent"

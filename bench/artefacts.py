@@ -84,7 +84,7 @@ def render(result: dict, images: str, size: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--runs", default="pconv,pconv-l1,pconv-fill-scale", help="comma list of runs or stored names")
+    p.add_argument("--runs", default="pconv,pconv-fill-scale", help="comma list of runs or stored names")
     p.add_argument("--images", default=None, help="photo folder (default: the embedded validation photos)")
     p.add_argument("--size", type=int, default=256, help="evaluation size (default 256)")
     p.add_argument("--write", action="store_true", help="replace the section in bench/RESULTS.md")

@@ -15,7 +15,7 @@ with the same protocol as their run cards:
 Needs ``apt-get download`` (a Debian/Ubuntu machine with its package lists; no root) unless the two
 .deb files are already in ``--work``. Example, from the repository root::
 
-    .venv/bin/python bench/heldout_wallpapers.py --run data/runs/pconv-l1 --ensemble 8
+    .venv/bin/python bench/heldout_wallpapers.py --run data/runs/pconv-fill-scale
     .venv/bin/python bench/heldout_wallpapers.py --run data/runs/ce --ensemble 8
 
 Each evaluation is written to ``WORK/eval-<run>-ens<N>/`` (``--work``, default ``scratch/heldout``):

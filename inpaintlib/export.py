@@ -34,7 +34,7 @@ metadata key ``inpaintlib.fill_iterations`` says how many steps per level.
 
 Command line::
 
-    python -m inpaintlib export data/runs/pconv-l1 --format onnx --fp16 --out pconv-l1.fp16.onnx
+    python -m inpaintlib export data/runs/pconv --format onnx --fp16 --out pconv.fp16.onnx
     python -m inpaintlib export data/runs/pconv-fill-scale --format onnx --int8 --fp16 --out best.onnx
 """
 

@@ -1,4 +1,4 @@
-"""Stored training runs by name: ``pretrained("pconv-l1")`` works in a checkout and in a pip install.
+"""Stored training runs by name: ``pretrained("pconv")`` works in a checkout and in a pip install.
 
 In a checkout of the repository a name is the folder ``data/runs/NAME``. Elsewhere (a wheel from pip, Colab
 without a clone) the run's ``weights.pt``, ``config.json`` and ``RUN.md`` are downloaded from the
@@ -26,7 +26,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from inpaintlib.paths import stored_runs_dir
+from inpaintlib.paths import stored_runs_dir, studies_dir
 
 __all__ = [
     "RUN_FILES",
@@ -114,7 +114,7 @@ def pin_runs(runs_dir: str | Path) -> dict[str, dict[str, dict]]:
 
 
 def stored_run_names() -> list[str]:
-    """Names of the runs pinned in this package (``ce``, ``pconv``, ``pconv-l1``, ...)."""
+    """Names of the runs pinned in this package (``ce``, ``pconv``, ``pconv-fill-scale``, ...)."""
     return sorted(_table()["runs"])
 
 
@@ -177,12 +177,12 @@ def _remove_stale_staging(folder: Path) -> None:
 
 
 def pretrained(name: str, download: bool = True) -> Path:
-    """The run directory of the stored run ``name`` (``"ce"``, ``"pconv"``, ``"pconv-l1"``).
+    """The run directory of the stored run ``name`` (``"ce"``, ``"pconv"``, ``"pconv-fill-scale"``).
 
     In a checkout: ``data/runs/NAME``. Elsewhere: a folder of the user cache holding the run's
     ``weights.pt``, ``config.json`` and ``RUN.md``, downloaded on first use (``download=False`` refuses to)
     and checked against the sha256 pinned in the package. Load the model with
-    ``inpaintlib.rundir.load_model(pretrained("pconv-l1"))``.
+    ``inpaintlib.rundir.load_model(pretrained("pconv-fill-scale"))``.
 
     Raises:
         StoredRunError (a ValueError): unknown name, download impossible, or a hash mismatch (then
@@ -193,7 +193,8 @@ def pretrained(name: str, download: bool = True) -> Path:
         return local
     runs = _table()["runs"]
     if name not in runs:
-        raise StoredRunError(f"unknown stored run {name!r}; known: {', '.join(sorted(runs))}")
+        study = " (a study kept without its weights, data/studies)" if (studies_dir() / str(name)).is_dir() else ""
+        raise StoredRunError(f"unknown stored run {name!r}{study}; known: {', '.join(sorted(runs))}")
     pins = runs[name]
     folder = cache_dir() / "runs" / f"{name}-{pins['weights.pt']['sha256'][:12]}"
     if _verified(folder, pins):
@@ -231,5 +232,9 @@ def resolve_checkpoint(checkpoint):
         return checkpoint
     if (stored_runs_dir() / name / "weights.pt").is_file() or name in _table()["runs"]:
         return pretrained(name)
+    if (studies_dir() / name / "config.json").is_file():
+        raise FileNotFoundError(f"{name} is a study kept without its weights (data/studies/{name}; its RUN.md has "
+                                "the command that re-creates them); stored runs with weights: "
+                                + ", ".join(stored_run_names()))
     raise FileNotFoundError(f"{name} is neither a run directory, a weights file nor a stored run "
                             f"({', '.join(stored_run_names())})")

@@ -30,7 +30,7 @@ from inpaintlib.cliname import program
 from inpaintlib.data import load_image
 from inpaintlib.device import resolve_device
 from inpaintlib.errors import exits_cleanly
-from inpaintlib.hub import resolve_checkpoint
+from inpaintlib.hub import resolve_checkpoint, stored_run_names
 from inpaintlib.images import pixel_limit
 from inpaintlib.masks import center_patch_slice, composite, hole_ratio, load_mask_png, validate_mask
 from inpaintlib.models import ContextEncoder, PConvUNet
@@ -186,7 +186,7 @@ def _parser() -> argparse.ArgumentParser:
         "(valid), black = hole; masks from OpenCV, LaMa or diffusers (white = hole) need --invert-mask.",
     )
     p.add_argument("--checkpoint", required=True, help="a run directory (uses weights.pt), a weights.pt file, or the "
-                   "name of a stored run (ce, ce-balanced, ce-fill, ce-fill-scale, pconv, pconv-l1, pconv-head, pconv-fill, pconv-fill-scale; downloaded and cached outside a checkout)")
+                   f"name of a stored run ({', '.join(stored_run_names())}; downloaded and cached outside a checkout)")
     p.add_argument("--image", required=True, help="the picture to complete (any format Pillow reads)")
     p.add_argument("--mask", required=True, help="black-and-white PNG of the same size: white = keep, black = hole")
     p.add_argument("--out", required=True, help="where to write the completed picture (PNG recommended)")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["repo_root", "book_dir", "photos_dir", "stored_runs_dir"]
+__all__ = ["repo_root", "book_dir", "photos_dir", "stored_runs_dir", "studies_dir"]
 
 
 def repo_root() -> Path:
@@ -29,3 +29,9 @@ def photos_dir() -> Path:
 def stored_runs_dir() -> Path:
     """The stored training runs, ``data/runs``."""
     return repo_root() / "data" / "runs"
+
+
+def studies_dir() -> Path:
+    """The files of runs kept without their weights, ``data/studies``: comparisons a chapter reads and the steps
+    on the way to the stored runs (each re-created by the command on its card)."""
+    return repo_root() / "data" / "studies"

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from inpaintlib.paths import repo_root
-from inpaintlib.rundir import load_config, load_history, stored_run  # stored_run: the chapters' entry point
+from inpaintlib.rundir import load_config, load_history, run_files, stored_run  # the chapters' entry points
 
-__all__ = ["run_info", "run_caption", "stored_run", "relative", "missing_run_note"]
+__all__ = ["run_info", "run_caption", "stored_run", "run_files", "relative", "missing_run_note"]
 
 
 def run_info(run_dir: str | Path) -> dict[str, Any]:

@@ -14,7 +14,7 @@ committed HEAD, so these tests check what is committed, not the working tree. pi
   "Restart session") runs the setup cell again: nothing is cloned or installed twice, the working folder
   is set again.
 * pip: ``pip wheel`` of the clone holds LICENSE and the pinned table; installed into a scratch venv, the
-  ``inpaintlib`` console script inpaints with ``--checkpoint pconv-l1`` downloaded from a loopback server.
+  ``inpaintlib`` console script inpaints with ``--checkpoint pconv`` downloaded from a loopback server.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not (ROOT / ".git").exists(), reason="needs a git checkout to clone"),
-    pytest.mark.skipif(not (ROOT / "data" / "runs" / "pconv-l1" / "weights.pt").is_file(), reason="no stored runs"),
+    pytest.mark.skipif(not (ROOT / "data" / "runs" / "pconv" / "weights.pt").is_file(), reason="no stored runs"),
 ]
 
 
@@ -191,7 +191,7 @@ def test_wheel_installed_outside_the_checkout_inpaints_with_a_downloaded_stored_
         env = dict(INPAINTLIB_RAW_URL=site_root)
         assert _run([script, "--help"], tmp_path, work, **env).stdout.startswith("usage: inpaintlib COMMAND")
         start = time.perf_counter()
-        out = _run([script, "inpaint", "--checkpoint", "pconv-l1", "--image", "photo.png", "--mask", "mask.png",
+        out = _run([script, "inpaint", "--checkpoint", "pconv", "--image", "photo.png", "--mask", "mask.png",
                     "--out", "filled.png"], tmp_path, work, **env).stdout
         seconds = time.perf_counter() - start
     finally:
@@ -200,8 +200,8 @@ def test_wheel_installed_outside_the_checkout_inpaints_with_a_downloaded_stored_
     assert out.startswith("filled.png: 512x384, 6.2 % hole, ") and out.count("\n") == 1
     assert Image.open(work / "filled.png").size == (512, 384)
     cached = tmp_path / "cache" / "inpaintlib" / "runs"
-    pin = hub._table()["runs"]["pconv-l1"]["weights.pt"]["sha256"]
-    assert [p.name for p in cached.iterdir()] == [f"pconv-l1-{pin[:12]}"]
+    pin = hub._table()["runs"]["pconv"]["weights.pt"]["sha256"]
+    assert [p.name for p in cached.iterdir()] == [f"pconv-{pin[:12]}"]
     where = _run([python, "-c", "import inpaintlib; print(inpaintlib.__file__)"], tmp_path, work).stdout
     assert Path(where.strip()).is_relative_to(tmp_path / "venv")
     print(f"wheel: inpaint with a first download {seconds:.1f} s wall")

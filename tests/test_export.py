@@ -1,6 +1,6 @@
 """ONNX export (inpaintlib.export): onnxruntime must compute what PyTorch computes, for the stored runs.
 
-* ``data/runs/pconv-l1`` exported once (float32 weights, ~20 s on 2 cores): at 256x256, 512x512 and a
+* ``data/runs/pconv`` exported once (float32 weights, ~20 s on 2 cores): at 256x256, 512x512 and a
   non-square 256x384 (dynamic height and width) onnxruntime's output is within 1e-3 of the PyTorch model's on a
   validation photo with an irregular mask from the training generator;
 * the same graph with float16 weights (``weights_to_fp16``, what ``--fp16`` writes): within 1e-3. The graph
@@ -29,7 +29,7 @@ ort = pytest.importorskip("onnxruntime", reason="pip install -r requirements.txt
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-PCONV = stored_runs_dir() / "pconv-l1"
+PCONV = stored_runs_dir() / "pconv"
 CE = stored_runs_dir() / "ce"
 PHOTO = photos_dir() / "val" / "gcompris-world-lemur.jpg"  # 768x512: room for every size tested
 
@@ -51,7 +51,7 @@ def _inputs(height: int, width: int, seed: int) -> tuple[torch.Tensor, torch.Ten
 
 @pytest.fixture(scope="module")
 def pconv_fp32(tmp_path_factory):
-    path = export_onnx(PCONV, tmp_path_factory.mktemp("export") / "pconv-l1.onnx")
+    path = export_onnx(PCONV, tmp_path_factory.mktemp("export") / "pconv.onnx")
     return path
 
 

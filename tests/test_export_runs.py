@@ -42,7 +42,7 @@ def _inputs(model) -> tuple[torch.Tensor, ...]:
 
 
 def test_the_stored_runs_are_all_listed() -> None:
-    assert {"pconv-l1", "pconv-fill-scale", "ce", "ce-fill"} <= set(RUNS)
+    assert {"pconv", "pconv-fill-scale", "ce", "ce-fill-scale"} <= set(RUNS)
 
 
 @pytest.mark.parametrize("run", RUNS)

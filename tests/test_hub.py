@@ -16,7 +16,7 @@ from inpaintlib import hub
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "data" / "runs"
-HAS_RUNS = (RUNS / "pconv-l1" / "weights.pt").is_file()
+HAS_RUNS = (RUNS / "pconv" / "weights.pt").is_file()
 needs_runs = pytest.mark.skipif(not HAS_RUNS, reason="no stored runs in this checkout")
 
 
@@ -39,7 +39,7 @@ def serve(folder: Path):
     return f"http://127.0.0.1:{server.server_address[1]}", handler.requests, server
 
 
-def copy_runs(site: Path, names=("pconv-l1",)) -> Path:
+def copy_runs(site: Path, names=("pconv",)) -> Path:
     """The repository layout the raw-file URLs point at: ``site/data/runs/NAME/{weights.pt,config.json,RUN.md}``."""
     for name in names:
         (site / "data" / "runs" / name).mkdir(parents=True)
@@ -66,7 +66,7 @@ def test_pinned_table_matches_the_stored_runs():
         pytest.skip("no data/runs in this checkout")
     table = hub._table()
     assert table["runs"] == hub.pin_runs(RUNS), "stored_runs.json is stale: run `python -m inpaintlib book sync`"
-    assert set(table["runs"]) >= {"ce", "pconv", "pconv-l1"}
+    assert set(table["runs"]) >= {"ce", "pconv", "pconv-fill-scale"}
 
 
 def test_raw_urls_are_derived_from_the_repository_address(monkeypatch):
@@ -80,7 +80,7 @@ def test_raw_urls_are_derived_from_the_repository_address(monkeypatch):
 
 @needs_runs
 def test_in_a_checkout_a_name_is_the_run_directory():
-    assert hub.pretrained("pconv-l1") == RUNS / "pconv-l1"
+    assert hub.pretrained("pconv") == RUNS / "pconv"
     assert hub.resolve_checkpoint("pconv") == RUNS / "pconv"
     assert hub.resolve_checkpoint(str(RUNS / "ce")) == str(RUNS / "ce")  # a path stays a path
     import inpaintlib
@@ -91,13 +91,13 @@ def test_in_a_checkout_a_name_is_the_run_directory():
 @needs_runs
 def test_outside_a_checkout_the_run_is_downloaded_verified_and_cached(site, tmp_path):
     _, requests = site
-    folder = hub.pretrained("pconv-l1")
+    folder = hub.pretrained("pconv")
     assert folder.parent == tmp_path / "cache" / "inpaintlib" / "runs"
     for file in hub.RUN_FILES:
-        assert (folder / file).read_bytes() == (RUNS / "pconv-l1" / file).read_bytes()
-    assert sorted(requests) == sorted(f"/data/runs/pconv-l1/{f}" for f in hub.RUN_FILES)
+        assert (folder / file).read_bytes() == (RUNS / "pconv" / file).read_bytes()
+    assert sorted(requests) == sorted(f"/data/runs/pconv/{f}" for f in hub.RUN_FILES)
     assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # no staging leftovers
-    assert hub.pretrained("pconv-l1") == folder and len(requests) == 3  # second call: from the cache
+    assert hub.pretrained("pconv") == folder and len(requests) == 3  # second call: from the cache
     from inpaintlib.rundir import load_model
 
     assert sum(p.numel() for p in load_model(folder).parameters()) > 0
@@ -106,11 +106,11 @@ def test_outside_a_checkout_the_run_is_downloaded_verified_and_cached(site, tmp_
 @needs_runs
 def test_a_tampered_file_is_refused_and_nothing_is_cached(site, tmp_path):
     served, _ = site
-    run_md = served / "data" / "runs" / "pconv-l1" / "RUN.md"
+    run_md = served / "data" / "runs" / "pconv" / "RUN.md"
     data = run_md.read_bytes()  # same length, other bytes: the hash, not the size, tells (a longer file is cut off)
     run_md.write_bytes(data[:-8] + b"altered\n")
     with pytest.raises(hub.StoredRunError, match=r"(?s)RUN\.md has sha256 .*not the pinned.*nothing was cached"):
-        hub.pretrained("pconv-l1")
+        hub.pretrained("pconv")
     runs_cache = tmp_path / "cache" / "inpaintlib" / "runs"
     assert not runs_cache.exists() or list(runs_cache.iterdir()) == []
 
@@ -118,17 +118,17 @@ def test_a_tampered_file_is_refused_and_nothing_is_cached(site, tmp_path):
 @needs_runs
 def test_a_corrupted_cache_is_downloaded_again(site):
     _, requests = site
-    folder = hub.pretrained("pconv-l1")
+    folder = hub.pretrained("pconv")
     (folder / "weights.pt").write_bytes(b"not the weights")
-    assert hub.pretrained("pconv-l1") == folder and len(requests) == 6
-    assert hub.sha256_file(folder / "weights.pt") == hub._table()["runs"]["pconv-l1"]["weights.pt"]["sha256"]
+    assert hub.pretrained("pconv") == folder and len(requests) == 6
+    assert hub.sha256_file(folder / "weights.pt") == hub._table()["runs"]["pconv"]["weights.pt"]["sha256"]
 
 
 def test_unknown_names_and_unreachable_servers_say_so(tmp_path, monkeypatch):
     monkeypatch.setattr(hub, "stored_runs_dir", lambda: tmp_path / "none")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     known = ", ".join(hub.stored_run_names())
-    assert {"ce", "pconv", "pconv-l1"} <= set(hub.stored_run_names())
+    assert {"ce", "pconv", "pconv-fill-scale"} <= set(hub.stored_run_names())
     with pytest.raises(hub.StoredRunError, match=rf"unknown stored run 'nope'; known: {re.escape(known)}"):
         hub.pretrained("nope")
     with pytest.raises(FileNotFoundError, match=rf"nope is neither .* stored run \({re.escape(known)}\)"):
@@ -154,7 +154,7 @@ def test_inpaint_cli_takes_a_stored_run_name(site, tmp_path, capsys):
     mask = Image.new("L", (96, 64), 255)
     mask.paste(0, (30, 20, 60, 44))
     mask.save(tmp_path / "mask.png")
-    code = cli(["--checkpoint", "pconv-l1", "--image", str(tmp_path / "photo.png"), "--mask", str(tmp_path / "mask.png"),
+    code = cli(["--checkpoint", "pconv", "--image", str(tmp_path / "photo.png"), "--mask", str(tmp_path / "mask.png"),
                 "--out", str(tmp_path / "out.png"), "--device", "cpu"])
     assert code == 0
     line = capsys.readouterr().out.strip()
@@ -171,3 +171,19 @@ def test_train_and_evaluate_clis_resolve_names_too(tmp_path, capsys):
     assert evaluate.cli(["--checkpoint", "nope", "--images", str(tmp_path / "photos"), "--out", str(tmp_path / "e")]) == 2
     assert "nope is neither a run directory" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_study_kept_without_weights_is_named_as_such(tmp_path, monkeypatch):
+    """Runs moved to data/studies (issue 26) keep their files but not their weights: asking for one by name says
+    so in one line, names the stored runs that have weights, and is refused before anything is downloaded."""
+    study = tmp_path / "studies" / "pconv-old"
+    study.mkdir(parents=True)
+    (study / "config.json").write_text("{}")
+    monkeypatch.setattr(hub, "studies_dir", lambda: tmp_path / "studies")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    known = ", ".join(hub.stored_run_names())
+    with pytest.raises(FileNotFoundError, match=rf"pconv-old is a study kept without its weights .*: {re.escape(known)}$"):
+        hub.resolve_checkpoint("pconv-old")
+    with pytest.raises(hub.StoredRunError, match=r"unknown stored run 'pconv-old' \(a study kept without its weights"):
+        hub.pretrained("pconv-old")
+    assert not (tmp_path / "cache").exists()

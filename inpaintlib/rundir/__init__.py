@@ -51,6 +51,7 @@ from .read import (
     load_metrics,
     load_model,
     load_weights,
+    run_files,
     sample_paths,
     stored_run,
 )
@@ -84,6 +85,7 @@ __all__ = [
     "load_model",
     "load_weights",
     "sample_paths",
+    "run_files",
     "stored_run",
     "append_history",
     "atomic_write",

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from inpaintlib.models import ContextEncoder, PConvUNet
-from inpaintlib.paths import stored_runs_dir
+from inpaintlib.paths import stored_runs_dir, studies_dir
 
 WEIGHTS_FORMAT = "inpaintlib.weights/1"
 CHECKPOINT_FORMAT = "inpaintlib.checkpoint/1"
@@ -169,6 +169,16 @@ def stored_run(name: str | Path) -> Path | None:
     ``weights.pt``)."""
     for path in (stored_runs_dir() / str(name), Path(name).expanduser()):
         if (path / "history.csv").is_file() and (path / "weights.pt").is_file():
+            return path
+    return None
+
+
+def run_files(name: str) -> Path | None:
+    """The folder with the files of the run ``name`` that the chapters read (config, history, metrics, samples,
+    evaluations, card): ``data/runs/<name>`` (a stored run, with weights) or ``data/studies/<name>`` (a run kept
+    without its weights); ``None`` when neither holds a ``history.csv``."""
+    for path in (stored_runs_dir() / name, studies_dir() / name):
+        if (path / "history.csv").is_file():
             return path
     return None
 

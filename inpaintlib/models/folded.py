@@ -117,7 +117,8 @@ class _FoldedDecoder(nn.Module):
 class FoldedPConvUNet(nn.Module):
     """``model`` (a trained :class:`PConvUNet`) as the same function of ``(image, mask[, fill])`` with its batch
     norms folded and a sub-pixel decoder (see the module docstring). Built from the model's current weights and
-    running statistics; later changes to ``model`` are not seen, except in its head, which is shared."""
+    running statistics; later changes to ``model`` are not seen, except in its head, which is shared (and, like
+    the rest, put in eval mode)."""
 
     def __init__(self, model: PConvUNet) -> None:
         super().__init__()

@@ -142,6 +142,49 @@ def store(out: Path, target: Path) -> None:
             atomic_write(target / name, lambda dst, src=f: shutil.copyfileobj(src, dst))
 
 
+def card_table(folder: Path, method: str) -> str:
+    """The run cards' table for one evaluation folder: per bucket the run's mean PSNR and hole L1, the best
+    of Telea, NS and biharmonic (bold where the run beats it), the per-pair lead with its standard error
+    (``results.lead_margins``), SSIM against biharmonic and, where scored, the PSNR of ``cg-fill``."""
+    from inpaintlib import results
+
+    summary = results.read_summary(folder / "summary.csv")
+    table = results.against_classical(summary, method)
+    margins = {(m["bucket"], m["metric"]): m for m in results.lead_margins(results.read_metrics(folder / "metrics.csv"), table, method)}
+    cell = {(s["method"], s["bucket"]): s for s in summary}
+    names = {"telea": "Telea", "ns": "NS", "biharmonic": "biharmonic"}
+
+    def row(label: str, cells: list[str]) -> str:
+        return f"| {label} | ".replace("|  |", "| |") + " | ".join(cells) + " |"
+
+    def bold(text: str, win: bool) -> str:
+        return f"**{text}**" if win else text
+
+    lines = [row("", [t["bucket"] for t in table]), "|---|" + "---:|" * len(table)]
+    for metric, best, beats, label in (("psnr", "best_psnr", "beats_psnr", "PSNR"),
+                                       ("l1_hole", "best_l1", "beats_l1", "hole L1")):  # fmt: skip
+        lines.append(row(f"{label}, this run", [bold(f"{t[metric]:.2f}", t[beats]) for t in table]))
+        lines.append(row(f"{label}, best classical", [f"{t[best][0]:.2f} ({names[t[best][1]]})" for t in table]))
+        leads = [margins.get((t["bucket"], metric)) for t in table]
+        lines.append(row("lead, per pair", [f"{m['mean']:+.2f} ± {m['se']:.2f}" if m else "" for m in leads]))
+    pairs = [(cell[(method, t["bucket"])]["ssim"], cell[("biharmonic", t["bucket"])]["ssim"]) for t in table]
+    lines.append(row("SSIM, this run / biharmonic", [f"{bold(f'{a:.4f}', a > b)} / {b:.4f}" for a, b in pairs]))
+    if all(("cg-fill", t["bucket"]) in cell for t in table):
+        lines.append(row("PSNR, `cg-fill`", [f"{cell[('cg-fill', t['bucket'])]['psnr']:.2f}" for t in table]))
+    return "\n".join(lines)
+
+
+def report(run: Path, name: str) -> str:
+    """Markdown for one run's stored ``evaluation-<name>/``: the card table and ``results.describe_margins``."""
+    from inpaintlib import results
+    from inpaintlib.rundir import load_config
+
+    folder, method = run / f"evaluation-{name}", load_config(run)["kind"]
+    table = results.against_classical(results.read_summary(folder / "summary.csv"), method)
+    margins = results.lead_margins(results.read_metrics(folder / "metrics.csv"), table, method)
+    return f"{card_table(folder, method)}\n\n{results.describe_margins(margins, f'`{run.name}`')}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--set", dest="name", choices=sorted(SETS), default="wallpapers",
@@ -155,7 +198,13 @@ def main(argv: list[str] | None = None) -> int:
                         "PyTorch fill that the runs with --head-fill-iterations read)")
     p.add_argument("--store", action="store_true",
                    help="copy each evaluation's tables into RUN/evaluation-SET/ (replacing those files)")
+    p.add_argument("--report", action="store_true",
+                   help="only print, for each run, the card table of its stored evaluation-SET/ (no evaluation)")
     args = p.parse_args(argv)
+    if args.report:
+        for run in map(Path, args.run):
+            print(f"{run.name}:\n\n{report(run, args.name)}")
+        return 0
 
     from inpaintlib import evaluate, results
     from inpaintlib.rundir import load_config

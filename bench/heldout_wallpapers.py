@@ -150,12 +150,13 @@ def card_table(folder: Path, method: str) -> str:
 
     summary = results.read_summary(folder / "summary.csv")
     table = results.against_classical(summary, method)
-    margins = {(m["bucket"], m["metric"]): m for m in results.lead_margins(results.read_metrics(folder / "metrics.csv"), table, method)}
+    rows = results.read_metrics(folder / "metrics.csv")
+    margins = {(m["bucket"], m["metric"]): m for m in results.lead_margins(rows, table, method)}
     cell = {(s["method"], s["bucket"]): s for s in summary}
     names = {"telea": "Telea", "ns": "NS", "biharmonic": "biharmonic"}
 
     def row(label: str, cells: list[str]) -> str:
-        return f"| {label} | ".replace("|  |", "| |") + " | ".join(cells) + " |"
+        return f"| {label} | {' | '.join(cells)} |".replace("|  |", "| |")
 
     def bold(text: str, win: bool) -> str:
         return f"**{text}**" if win else text

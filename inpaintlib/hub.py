@@ -222,19 +222,34 @@ def pretrained(name: str, download: bool = True) -> Path:
 def resolve_checkpoint(checkpoint):
     """What the CLIs' ``--checkpoint`` / ``--init-from`` mean: an existing path as it is, else a stored run name.
 
-    A name (no slash) that is neither a file or folder nor a stored run raises FileNotFoundError saying so;
+    A name (no slash) that is neither a file or folder nor a stored run raises FileNotFoundError saying so, and
+    so does a run of ``data/studies`` asked for by name or folder (here or at its old ``data/runs`` place);
     anything else (None, a model, a path with a slash) is returned unchanged for the loader to judge.
     """
-    if not isinstance(checkpoint, (str, Path)) or Path(checkpoint).exists():
+    if not isinstance(checkpoint, (str, Path)):
+        return checkpoint
+    if _is_study(Path(checkpoint)):
+        name = Path(checkpoint).name
+        raise FileNotFoundError(f"{name} is a study kept without its weights (data/studies/{name}; its RUN.md has "
+                                "the command that re-creates them); stored runs with weights: "
+                                + ", ".join(stored_run_names()))
+    if Path(checkpoint).exists():
         return checkpoint
     name = str(checkpoint)
     if not _NAME.fullmatch(name):
         return checkpoint
     if (stored_runs_dir() / name / "weights.pt").is_file() or name in _table()["runs"]:
         return pretrained(name)
-    if (studies_dir() / name / "config.json").is_file():
-        raise FileNotFoundError(f"{name} is a study kept without its weights (data/studies/{name}; its RUN.md has "
-                                "the command that re-creates them); stored runs with weights: "
-                                + ", ".join(stored_run_names()))
     raise FileNotFoundError(f"{name} is neither a run directory, a weights file nor a stored run "
                             f"({', '.join(stored_run_names())})")
+
+
+def _is_study(path: Path) -> bool:
+    """Whether ``path`` asks for a run of ``data/studies`` (issue 26): its name, its folder there, or its old
+    folder ``data/runs/NAME``, with no weights of its own to load."""
+    study = studies_dir() / path.name
+    if path.is_file() or (path / "weights.pt").is_file() or (path / "checkpoint.pt").is_file():
+        return False
+    if not (study / "config.json").is_file():
+        return False
+    return len(path.parts) == 1 or path.resolve() in (study.resolve(), (stored_runs_dir() / path.name).resolve())

@@ -187,3 +187,32 @@ def test_a_study_kept_without_weights_is_named_as_such(tmp_path, monkeypatch):
     with pytest.raises(hub.StoredRunError, match=r"unknown stored run 'pconv-old' \(a study kept without its weights"):
         hub.pretrained("pconv-old")
     assert not (tmp_path / "cache").exists()
+
+
+STUDIES = Path(__file__).resolve().parents[1] / "data" / "studies"
+MOVED = ("pconv-l1", "pconv-head", "pconv-fill", "ce-balanced", "ce-fill")  # issue 26: files kept, weights not
+
+
+@pytest.mark.skipif(not (STUDIES / "pconv-l1" / "config.json").is_file(), reason="no data/studies")
+@pytest.mark.parametrize("form", ["{name}", "data/studies/{name}", "data/runs/{name}"])
+def test_the_clis_refuse_a_moved_run_in_one_line(form, tmp_path, capsys, monkeypatch):
+    """``--checkpoint``/``--init-from`` of a run moved to data/studies, by name, by its folder there or by its old
+    folder in data/runs: exit status 2, one line that says it is a study without weights and names the stored runs
+    that have them, and nothing written."""
+    from inpaintlib import evaluate, inference
+    from inpaintlib.train import cli as train_cli
+
+    monkeypatch.chdir(STUDIES.parents[1])
+    known = ", ".join(hub.stored_run_names())
+    assert not set(MOVED) & set(hub.stored_run_names())
+    for name in MOVED:
+        ask = form.format(name=name)
+        runs = [inference.cli(["--checkpoint", ask, "--image", "x.png", "--mask", "y.png", "--out", str(tmp_path / "o.png")]),
+                evaluate.cli(["--checkpoint", ask, "--images", "data/photos/val", "--out", str(tmp_path / "e")]),
+                train_cli(["pconv", "--out", str(tmp_path / "run"), "--init-from", ask, "--quiet"])]
+        assert runs == [2, 2, 2]
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 3
+        assert all(f"{name} is a study kept without its weights (data/studies/{name};" in line for line in lines)
+        assert all(line.endswith(f"stored runs with weights: {known}") for line in lines)
+    assert list(tmp_path.iterdir()) == []

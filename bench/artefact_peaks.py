@@ -1,0 +1,144 @@
+"""Local artefacts in the hole, per pair: ``metrics.artefact_peaks`` over the evaluation protocol, plus 1:1 crops.
+
+    python bench/artefact_peaks.py                       # pconv, pconv-fill-scale, biharmonic on the validation photos
+    python bench/artefact_peaks.py --write               # also data/runs/pconv/evaluation/artefacts.csv and crops.png
+
+The pairs are those of ``bench/artefacts.py`` and ``evaluate`` (the evaluation protocol's masks, 256 px, plain
+inference). For each pair and method the script computes the worst 32 x 32 square's checkerboard and Laplacian
+ratio (``artefact_peaks``); per bucket it prints their median and the share of pairs whose peak exceeds 2.
+With ``--write`` it stores the per-pair peaks of the first run in ``<run>/evaluation/artefacts.csv`` and
+``<run>/evaluation/crops.png``: truth | completion at 1:1 pixels (no scaling) around the worst square of the
+pairs with the highest checkerboard peak and of a pair at the median, with the hole's outline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR.parent))
+
+from inpaintlib import classical, masks  # noqa: E402
+from inpaintlib.data import center_crop_pad, load_image, photo_dir  # noqa: E402
+from inpaintlib.hub import resolve_checkpoint  # noqa: E402
+from inpaintlib.inference import inpaint  # noqa: E402
+from inpaintlib.metrics import artefact_peaks, artefact_tiles  # noqa: E402
+from inpaintlib.pairs import list_images  # noqa: E402
+from inpaintlib.rundir import load_model  # noqa: E402
+from inpaintlib.rundir.write import atomic_write  # noqa: E402
+
+KINDS = ("checkerboard", "laplacian")
+TILE = 32
+
+
+def measure(runs: list[str], images_dir: Path, size: int) -> tuple[list[dict], dict]:
+    """Rows (file, mask, bucket, method, peaks) and, per run, the (image, completion, mask) of every pair."""
+    methods = {run: (lambda m: lambda im, mk: inpaint(m, im, mk))(load_model(resolve_checkpoint(run))) for run in runs}
+    methods["biharmonic"] = classical.biharmonic
+    assign = masks.evaluation_assignment(size, per_image=len(masks.BUCKETS), seed=0)
+    rows, kept = [], {run: [] for run in runs}
+    _, files = list_images(images_dir, size, [])  # evaluate's order, so photo i gets the same masks
+    for i, path in enumerate(files):
+        image = center_crop_pad(load_image(path), size)
+        for name, mask in assign(i):
+            for key, method in methods.items():
+                out = method(image, mask.float())
+                peaks = artefact_peaks(out, image, mask.float(), tile=TILE)
+                rows.append({"file": path.name, "mask": name, "bucket": name.split("#")[0], "method": key}
+                            | {f"{k}_peak": float(peaks[k]) for k in KINDS})
+                if key in kept:
+                    kept[key].append((rows[-1], image, out.clamp(0, 1), mask.float()))
+        print(f"  {path.name} done ({i + 1}/{len(files)})", flush=True)
+    return rows, kept
+
+
+def summarise(rows: list[dict]) -> str:
+    """Markdown table: per method and bucket, median checkerboard peak and share of pairs above 2."""
+    buckets = sorted({r["bucket"] for r in rows}, key=masks.bucket_sort_key)
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    lines = []
+    for kind in KINDS:
+        lines += [f"**{kind} peak: median over pairs / share of pairs above 2**", "",
+                  "| method | " + " | ".join(buckets) + " |", "|---|" + "---:|" * len(buckets)]
+        for m in methods:
+            cells = []
+            for b in buckets:
+                vals = [r[f"{kind}_peak"] for r in rows if r["method"] == m and r["bucket"] == b
+                        and r[f"{kind}_peak"] == r[f"{kind}_peak"]]
+                cells.append(f"{statistics.median(vals):.2f} / {sum(v > 2 for v in vals)}/{len(vals)}" if vals else "-")
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def crops_png(pairs: list[tuple], crop: int = 96, gap: int = 4) -> bytes:
+    """Truth | completion around each pair's worst checkerboard square, 1:1 pixels, hole outlined in red."""
+    from PIL import Image
+
+    tiles = []
+    for _, image, out, mask in pairs:
+        comp = image * mask + out * (1 - mask)
+        ratio = artefact_tiles(comp, image, mask, tile=TILE)["checkerboard"][0, 0]
+        idx = int(torch.where(ratio.isnan(), torch.full_like(ratio, -1.0), ratio).flatten().argmax())
+        cy, cx = (idx // ratio.shape[1]) * TILE + TILE // 2, (idx % ratio.shape[1]) * TILE + TILE // 2
+        y0 = min(max(cy - crop // 2, 0), image.shape[1] - crop)
+        x0 = min(max(cx - crop // 2, 0), image.shape[2] - crop)
+        hole = mask[0] == 0
+        edge = hole & ~torch.nn.functional.max_pool2d((~hole)[None, None].float(), 3, 1, 1)[0, 0].eq(0)
+        pair = []
+        for img in (image, comp):
+            shown = img.clone()
+            shown[:, edge] = torch.tensor([1.0, 0.0, 0.0])[:, None]
+            pair.append(shown[:, y0:y0 + crop, x0:x0 + crop])
+        tiles.append(torch.cat([pair[0], torch.ones(3, crop, gap), pair[1]], dim=2))
+    sep = torch.ones(3, gap * 2, tiles[0].shape[2])
+    grid = torch.cat([t for tile in tiles for t in (tile, sep)][:-1], dim=1)
+    buf = io.BytesIO()
+    Image.fromarray((grid.permute(1, 2, 0) * 255).round().byte().numpy()).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write(run: str, kept: list[tuple], worst: int = 3) -> None:
+    """``<run>/evaluation/artefacts.csv`` (per pair) and ``crops.png`` (the worst pairs, then a median one)."""
+    out_dir = Path(resolve_checkpoint(run)).parent / "evaluation"
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(kept[0][0].keys()), lineterminator="\n")
+    w.writeheader()
+    for row, *_ in kept:
+        w.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()})
+    data = buf.getvalue().encode()
+    atomic_write(out_dir / "artefacts.csv", lambda f: f.write(data))
+    scored = sorted((p for p in kept if p[0]["checkerboard_peak"] == p[0]["checkerboard_peak"]),
+                    key=lambda p: -p[0]["checkerboard_peak"])
+    chosen = scored[:worst] + [scored[len(scored) // 2]]
+    png = crops_png(chosen)
+    atomic_write(out_dir / "crops.png", lambda f: f.write(png))
+    for p in chosen:
+        print(f"  crop: {p[0]['file']} {p[0]['mask']} checkerboard peak {p[0]['checkerboard_peak']:.2f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", default="pconv,pconv-fill-scale", help="comma list of runs or stored names")
+    p.add_argument("--images", default=None, help="photo folder (default: the embedded validation photos)")
+    p.add_argument("--size", type=int, default=256, help="evaluation size (default 256)")
+    p.add_argument("--write", action="store_true", help="write the first run's artefacts.csv and crops.png")
+    args = p.parse_args(argv)
+    runs = [r for r in args.runs.split(",") if r]
+    torch.manual_seed(0)
+    rows, kept = measure(runs, Path(args.images) if args.images else photo_dir("val"), args.size)
+    print(summarise(rows))
+    if args.write:
+        write(runs[0], kept[runs[0]])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -107,7 +107,7 @@ def crops_png(pairs: list[tuple], crop: int = 96, gap: int = 4) -> bytes:
 
 def write(run: str, kept: list[tuple], worst: int = 3) -> None:
     """``<run>/evaluation/artefacts.csv`` (per pair) and ``crops.png`` (the worst pairs, then a median one)."""
-    out_dir = Path(resolve_checkpoint(run)).parent / "evaluation"
+    out_dir = Path(resolve_checkpoint(run)) / "evaluation"
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(kept[0][0].keys()), lineterminator="\n")
     w.writeheader()
@@ -124,14 +124,74 @@ def write(run: str, kept: list[tuple], worst: int = 3) -> None:
         print(f"  crop: {p[0]['file']} {p[0]['mask']} checkerboard peak {p[0]['checkerboard_peak']:.2f}")
 
 
+def over_training(run: str) -> list[dict]:
+    """Peaks per stored sample grid ``samples/step_*.png``: rows are validation photos at 256 px, columns
+    masked input | composite | truth (lossless PNG), masks those of ``train.report.sample_masks`` (PConv:
+    ``evaluation_masks(per_bucket=1, seed=0)`` spread over the rows), checked against the white holes."""
+    import numpy as np
+    from PIL import Image
+
+    from inpaintlib.plots import grid_tiles
+
+    rows = []
+    for path in sorted((Path(resolve_checkpoint(run)) / "samples").glob("step_*.png")):
+        tiles = grid_tiles(np.asarray(Image.open(path).convert("RGB")))
+        ms = [m for _, m in masks.evaluation_masks(tiles[0][0].shape[0], per_bucket=1, seed=0)]
+        picks = [round(i * (len(ms) - 1) / max(1, len(tiles) - 1)) for i in range(len(tiles))]
+        for r, (masked, comp, truth) in enumerate(tiles):
+            mask = ms[picks[r]].float()
+            t = lambda a: torch.from_numpy(a.copy()).permute(2, 0, 1).float() / 255  # noqa: E731
+            if not bool((t(masked)[:, mask[0] == 0] == 1).all()):
+                raise ValueError(f"{path.name} row {r}: the holes are not where sample_masks puts them")
+            peaks = artefact_peaks(t(comp), t(truth), mask, tile=TILE)
+            rows.append({"step": int(path.stem.split("_")[1]), "row": r, "hole": float(1 - mask.mean())}
+                        | {f"{k}_peak": float(peaks[k]) for k in KINDS})
+    return rows
+
+
+def plot_over_training(rows: list[dict]) -> bytes:
+    """The checkerboard and Laplacian peak of every sample row against the training step (log scale)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), sharex=True)
+    for ax, kind in zip(axes, KINDS):
+        for r in sorted({x["row"] for x in rows}):
+            pts = [(x["step"], x[f"{kind}_peak"]) for x in rows if x["row"] == r and x[f"{kind}_peak"] == x[f"{kind}_peak"]]
+            if pts:
+                hole = next(x["hole"] for x in rows if x["row"] == r)
+                ax.plot(*zip(*pts), marker="o", ms=3, label=f"row {r} (hole {hole:.0%})")
+        ax.axhline(1, color="grey", lw=0.8)
+        ax.axhline(2, color="grey", lw=0.8, ls="--")
+        ax.set(yscale="log", xlabel="training step", title=f"{kind} peak (worst 32 px square)")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", default="pconv,pconv-fill-scale", help="comma list of runs or stored names")
     p.add_argument("--images", default=None, help="photo folder (default: the embedded validation photos)")
     p.add_argument("--size", type=int, default=256, help="evaluation size (default 256)")
     p.add_argument("--write", action="store_true", help="write the first run's artefacts.csv and crops.png")
+    p.add_argument("--samples", action="store_true", help="peaks of the first run's samples/step_*.png instead")
     args = p.parse_args(argv)
     runs = [r for r in args.runs.split(",") if r]
+    if args.samples:
+        rows = over_training(runs[0])
+        for x in rows:
+            print(f"  step {x['step']:6d} row {x['row']} hole {x['hole']:.2f} " +
+                  " ".join(f"{k} {x[k + '_peak']:.2f}" for k in KINDS))
+        if args.write:
+            png = plot_over_training(rows)
+            out = Path(resolve_checkpoint(runs[0])) / "evaluation" / "artefacts_over_training.png"
+            atomic_write(out, lambda f: f.write(png))
+        return 0
     torch.manual_seed(0)
     rows, kept = measure(runs, Path(args.images) if args.images else photo_dir("val"), args.size)
     print(summarise(rows))

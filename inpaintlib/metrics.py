@@ -152,6 +152,10 @@ def artefact_ratios(completed: torch.Tensor, target: torch.Tensor, mask: torch.T
     return out
 
 
+def _tail(r: torch.Tensor, full: torch.Tensor) -> tuple[int, int, int, int]:
+    return (0, full.shape[-1] - r.shape[-1], 0, full.shape[-2] - r.shape[-2])
+
+
 def artefact_tiles(completed: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, tile: int = 32,
                    min_hole: float = 0.5, floor: float = 1e-4) -> dict[str, torch.Tensor]:
     """:func:`artefact_ratios` per ``tile`` x ``tile`` square of the hole: maps (N, 1, H // tile, W // tile).
@@ -177,9 +181,11 @@ def artefact_tiles(completed: torch.Tensor, target: torch.Tensor, mask: torch.Te
         for img in (comp, tgt.float()):
             k = kernel.to(img)[None, None].expand(img.shape[1], 1, *kernel.shape)
             r = torch.nn.functional.conv2d(img, k, groups=img.shape[1]).pow(2).sum(dim=1, keepdim=True)
-            h = hole[..., : r.shape[-2], : r.shape[-1]]  # each response sits at its window's top-left corner
-            sums.append(torch.nn.functional.avg_pool2d(r * h, tile))
-        share = torch.nn.functional.avg_pool2d(h, tile).clamp(min=1e-12)  # hole share of each square
+            # each response sits at its window's top-left corner; the last rows/columns have none
+            h = torch.nn.functional.pad(hole[..., : r.shape[-2], : r.shape[-1]], _tail(r, hole))
+            r = torch.nn.functional.pad(r, _tail(r, hole))
+            sums.append(torch.nn.functional.avg_pool2d(r * h, tile, ceil_mode=True))
+        share = torch.nn.functional.avg_pool2d(h, tile, ceil_mode=True).clamp(min=1e-12)  # hole share of each square
         ratio = (sums[0] / share) / (sums[1] / share).clamp(min=floor)
         out[name] = torch.where(share >= min_hole, ratio, torch.full_like(ratio, float("nan")))
     return out

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import statistics
 import sys
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from inpaintlib.hub import resolve_checkpoint  # noqa: E402
 from inpaintlib.inference import inpaint  # noqa: E402
 from inpaintlib.metrics import artefact_peaks, artefact_tiles  # noqa: E402
 from inpaintlib.pairs import list_images  # noqa: E402
+from inpaintlib.results import artefact_peak_table  # noqa: E402
 from inpaintlib.rundir import load_model  # noqa: E402
 from inpaintlib.rundir.write import atomic_write  # noqa: E402
 
@@ -60,22 +60,9 @@ def measure(runs: list[str], images_dir: Path, size: int) -> tuple[list[dict], d
 
 
 def summarise(rows: list[dict]) -> str:
-    """Markdown table: per method and bucket, median checkerboard peak and share of pairs above 2."""
-    buckets = sorted({r["bucket"] for r in rows}, key=masks.bucket_sort_key)
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    lines = []
-    for kind in KINDS:
-        lines += [f"**{kind} peak: median over pairs / share of pairs above 2**", "",
-                  "| method | " + " | ".join(buckets) + " |", "|---|" + "---:|" * len(buckets)]
-        for m in methods:
-            cells = []
-            for b in buckets:
-                vals = [r[f"{kind}_peak"] for r in rows if r["method"] == m and r["bucket"] == b
-                        and r[f"{kind}_peak"] == r[f"{kind}_peak"]]
-                cells.append(f"{statistics.median(vals):.2f} / {sum(v > 2 for v in vals)}/{len(vals)}" if vals else "-")
-            lines.append(f"| {m} | " + " | ".join(cells) + " |")
-        lines.append("")
-    return "\n".join(lines)
+    """Markdown tables: per method and bucket, the median peak over pairs (pairs above 2 in brackets)."""
+    return "\n\n".join(f"**{kind} peak: median over pairs (pairs above 2)**\n\n" + artefact_peak_table(rows, kind)
+                       for kind in KINDS) + "\n"
 
 
 def crops_png(pairs: list[tuple], crop: int = 96, gap: int = 4) -> bytes:

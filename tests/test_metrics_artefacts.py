@@ -115,3 +115,16 @@ def test_a_hole_smaller_than_half_a_square_has_no_peak():
     mask = torch.ones(1, 64, 64)
     mask[:, 30:34, 30:34] = 0
     assert torch.isnan(artefact_peaks(target, target, mask, tile=32)["checkerboard"])
+
+
+def test_the_peak_table_reads_the_csv_and_gives_median_and_count_above_two(tmp_path):
+    from inpaintlib.results import artefact_peak_table, read_artefacts
+
+    path = tmp_path / "artefacts.csv"
+    path.write_text("file,mask,bucket,method,checkerboard_peak,laplacian_peak\n"
+                    "a.jpg,0.1-0.2#0,0.1-0.2,pconv,1.0,0.5\nb.jpg,0.1-0.2#0,0.1-0.2,pconv,5.0,0.5\n"
+                    "c.jpg,0.1-0.2#0,0.1-0.2,pconv,2.5,0.5\nd.jpg,0.01-0.1#0,0.01-0.1,pconv,nan,nan\n")
+    rows = read_artefacts(path)
+    table = artefact_peak_table(rows)
+    assert table.splitlines()[0] == "| method | 0.01-0.1 | 0.1-0.2 |"
+    assert table.splitlines()[2].endswith("| – | 2.50 (2/3) |")

@@ -6,6 +6,8 @@
 The pairs are those of ``bench/artefacts.py`` and ``evaluate`` (the evaluation protocol's masks, 256 px, plain
 inference). For each pair and method the script computes the worst 32 x 32 square's checkerboard and Laplacian
 ratio (``artefact_peaks``); per bucket it prints their median and the share of pairs whose peak exceeds 2.
+With ``--samples`` it scores the run's stored sample grids instead (``samples/step_*.png``, every
+training step that kept one) and with ``--write`` stores ``artefacts_over_training.csv`` and ``.png``.
 With ``--write`` it stores the per-pair peaks of the first run in ``<run>/evaluation/artefacts.csv`` and
 ``<run>/evaluation/crops.png``: truth | completion at 1:1 pixels (no scaling) around the worst square of the
 pairs with the highest checkerboard peak and of a pair at the median, with the hole's outline.
@@ -92,15 +94,19 @@ def crops_png(pairs: list[tuple], crop: int = 96, gap: int = 4) -> bytes:
     return buf.getvalue()
 
 
+def _csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0].keys()), lineterminator="\n")
+    w.writeheader()
+    for row in rows:
+        w.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()})
+    return buf.getvalue()
+
+
 def write(run: str, kept: list[tuple], worst: int = 3) -> None:
     """``<run>/evaluation/artefacts.csv`` (per pair) and ``crops.png`` (the worst pairs, then a median one)."""
     out_dir = Path(resolve_checkpoint(run)) / "evaluation"
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(kept[0][0].keys()), lineterminator="\n")
-    w.writeheader()
-    for row, *_ in kept:
-        w.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()})
-    data = buf.getvalue().encode()
+    data = _csv([row for row, *_ in kept]).encode()
     atomic_write(out_dir / "artefacts.csv", lambda f: f.write(data))
     scored = sorted((p for p in kept if p[0]["checkerboard_peak"] == p[0]["checkerboard_peak"]),
                     key=lambda p: -p[0]["checkerboard_peak"])
@@ -175,9 +181,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  step {x['step']:6d} row {x['row']} hole {x['hole']:.2f} " +
                   " ".join(f"{k} {x[k + '_peak']:.2f}" for k in KINDS))
         if args.write:
-            png = plot_over_training(rows)
-            out = Path(resolve_checkpoint(runs[0])) / "evaluation" / "artefacts_over_training.png"
-            atomic_write(out, lambda f: f.write(png))
+            out = Path(resolve_checkpoint(runs[0])) / "evaluation"
+            png, text = plot_over_training(rows), _csv(rows).encode()
+            atomic_write(out / "artefacts_over_training.png", lambda f: f.write(png))
+            atomic_write(out / "artefacts_over_training.csv", lambda f: f.write(text))
         return 0
     torch.manual_seed(0)
     rows, kept = measure(runs, Path(args.images) if args.images else photo_dir("val"), args.size)

@@ -111,6 +111,12 @@ def artefact_peak_table(rows: Sequence[Mapping], kind: str = "checkerboard", abo
     return "\n".join(lines)
 
 
+def median_peak_by_step(rows: Sequence[Mapping], kind: str = "checkerboard") -> dict[int, float]:
+    """Training step -> median ``<kind>_peak`` over the sample rows of ``artefacts_over_training.csv``."""
+    steps = sorted({int(r["step"]) for r in rows})
+    return {s: float(np.nanmedian([float(r[f"{kind}_peak"]) for r in rows if int(r["step"]) == s])) for s in steps}
+
+
 def against_classical(
     summary: Sequence[Mapping], method: str = "pconv", others: Sequence[str] = ("telea", "ns", "biharmonic")
 ) -> list[dict]:

@@ -11,6 +11,8 @@ Images are float tensors in [0, 1]; masks use the library's polarity (1 = valid,
 * LPIPS (opt-in): torchmetrics' AlexNet LPIPS, only when its backbone weights are available.
 * Artefact ratios (:func:`artefact_ratios`): the completion's high-frequency energy in the hole relative to the
   ground truth's, for blur (below 1) and checkerboard or blocky patterns (above 1); not a quality score.
+  :func:`artefact_peaks` takes the worst 32x32 square of the hole instead, where the local artefacts of
+  Fig. 4.5 show (above 2: the square holds over twice the photo's energy at that frequency).
 """
 
 from __future__ import annotations

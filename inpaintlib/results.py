@@ -87,6 +87,36 @@ def _read_table(path: str | Path, what: str, text_fields: Sequence[str]) -> list
     return rows
 
 
+ARTEFACT_KINDS = ("checkerboard", "laplacian")
+
+
+def read_artefacts(path: str | Path) -> list[dict]:
+    """The rows of an ``evaluation/artefacts.csv`` (``bench/artefact_peaks.py --write``): per pair, the
+    worst square's artefact ratios (:func:`inpaintlib.metrics.artefact_peaks`); NaN where no square qualifies."""
+    return _read_table(path, "artefact table", text_fields=("file", "mask", "bucket", "method"))
+
+
+def artefact_peak_table(rows: Sequence[Mapping], kind: str = "checkerboard", above: float = 2.0) -> str:
+    """Markdown: per method and bucket, the median ``<kind>_peak`` over pairs and how many pairs exceed ``above``."""
+    buckets = sorted({r["bucket"] for r in rows}, key=bucket_sort_key)
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    lines = ["| method | " + " | ".join(buckets) + " |", "|---|" + "---:|" * len(buckets)]
+    for m in methods:
+        cells = []
+        for b in buckets:
+            vals = [float(r[f"{kind}_peak"]) for r in rows if r["method"] == m and r["bucket"] == b]
+            vals = [v for v in vals if v == v]  # NaN: the hole fills no square by half
+            cells.append(f"{float(np.median(vals)):.2f} ({sum(v > above for v in vals)}/{len(vals)})" if vals else "–")
+        lines.append(f"| {LABELS.get(m, m)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def median_peak_by_step(rows: Sequence[Mapping], kind: str = "checkerboard") -> dict[int, float]:
+    """Training step -> median ``<kind>_peak`` over the sample rows of ``artefacts_over_training.csv``."""
+    steps = sorted({int(r["step"]) for r in rows})
+    return {s: float(np.nanmedian([float(r[f"{kind}_peak"]) for r in rows if int(r["step"]) == s])) for s in steps}
+
+
 def against_classical(
     summary: Sequence[Mapping], method: str = "pconv", others: Sequence[str] = ("telea", "ns", "biharmonic")
 ) -> list[dict]:

@@ -125,6 +125,17 @@ def _hole_energy(images: torch.Tensor, hole: torch.Tensor, kernel: torch.Tensor)
     return (r * h).sum(dim=(1, 2, 3)) / h.sum(dim=(1, 2, 3)).clamp(min=1)
 
 
+def _completion_triplet(completed: torch.Tensor, target: torch.Tensor, mask: torch.Tensor):
+    """``(completion, target, mask, single)`` as batches of one size (checked), ``single`` for unbatched input."""
+    comp_, single = _as_batch(completed, "completion")
+    tgt, _ = _as_batch(target, "target")
+    m, _ = _as_batch(mask, "mask")
+    if comp_.shape != tgt.shape or m.shape[0] != tgt.shape[0] or m.shape[1] != 1 or m.shape[-2:] != tgt.shape[-2:]:
+        raise ValueError(f"completion {tuple(completed.shape)}, target {tuple(target.shape)} and mask "
+                         f"{tuple(mask.shape)} must be (N, C, H, W), (N, C, H, W) and (N, 1, H, W) of one size")
+    return comp_, tgt, m, single
+
+
 def artefact_ratios(completed: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
     """High-frequency energy of the composite in the hole divided by the ground truth's there, per image.
 
@@ -137,12 +148,7 @@ def artefact_ratios(completed: torch.Tensor, target: torch.Tensor, mask: torch.T
     scored on the composite, so a seam at its border counts. Aggregate ratios over images by their geometric
     mean. Returns tensors of shape (N,) (a 0-d tensor per key for one image).
     """
-    comp_, single = _as_batch(completed, "completion")
-    tgt, _ = _as_batch(target, "target")
-    m, _ = _as_batch(mask, "mask")
-    if comp_.shape != tgt.shape or m.shape[0] != tgt.shape[0] or m.shape[1] != 1 or m.shape[-2:] != tgt.shape[-2:]:
-        raise ValueError(f"completion {tuple(completed.shape)}, target {tuple(target.shape)} and mask "
-                         f"{tuple(mask.shape)} must be (N, C, H, W), (N, C, H, W) and (N, 1, H, W) of one size")
+    comp_, tgt, m, single = _completion_triplet(completed, target, mask)
     hole = (m.to(tgt.device) == 0).float()
     if bool((hole.sum(dim=(1, 2, 3)) == 0).any()):
         raise ValueError("artefact_ratios needs a hole in every mask (some mask has no pixel equal to 0)")
@@ -167,12 +173,7 @@ def artefact_tiles(completed: torch.Tensor, target: torch.Tensor, mask: torch.Te
     the truth's, the latter raised to ``floor`` (a flat sky would otherwise turn a faint ripple into a huge
     ratio). Squares with too little hole hold NaN. Tile (i, j) covers rows i*tile.. and columns j*tile..
     """
-    comp_, _ = _as_batch(completed, "completion")
-    tgt, _ = _as_batch(target, "target")
-    m, _ = _as_batch(mask, "mask")
-    if comp_.shape != tgt.shape or m.shape[0] != tgt.shape[0] or m.shape[1] != 1 or m.shape[-2:] != tgt.shape[-2:]:
-        raise ValueError(f"completion {tuple(completed.shape)}, target {tuple(target.shape)} and mask "
-                         f"{tuple(mask.shape)} must be (N, C, H, W), (N, C, H, W) and (N, 1, H, W) of one size")
+    comp_, tgt, m, _ = _completion_triplet(completed, target, mask)
     if tile < 2 or not 0 < min_hole <= 1:
         raise ValueError(f"tile must be >= 2 and min_hole in (0, 1], got {tile} and {min_hole}")
     hole = (m.to(tgt.device) == 0).float()

@@ -70,7 +70,7 @@ def open_image(path: Path, what: str = "image") -> Iterator[Image.Image]:
 def _pixels(image: Image.Image) -> np.ndarray:
     """Pillow image (any mode) -> (H, W, C) array, C = 1 (grey) or 3 (RGB), still in its storage type.
 
-    uint8 (0..255), uint16 (0..65535) or float32 (0..1); :func:`_as_float_rgb` finishes the job
+    uint8 (0..255), uint16 (0..65535) or float32 (0..1); :func:`as_float_rgb` finishes the job
     after cropping, so only the pixels actually used are converted.
     """
     mode = image.mode

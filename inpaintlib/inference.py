@@ -10,7 +10,7 @@ of ``image`` unchanged, the model's prediction in the hole.  It works for both n
 
 Command line::
 
-    python -m inpaintlib inpaint --checkpoint data/runs/pconv-cpu --image photo.png --mask mask.png --out filled.png
+    python -m inpaintlib inpaint --checkpoint pconv-fill-scale --image photo.png --mask mask.png --out filled.png
 """
 
 from __future__ import annotations

@@ -24,16 +24,14 @@ from pathlib import Path
 import torch
 
 BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR))
 sys.path.insert(0, str(BENCH_DIR.parent))
 
-from inpaintlib import classical, masks  # noqa: E402
-from inpaintlib.data import center_crop_pad, load_image, photo_dir  # noqa: E402
+from artefacts import completions  # noqa: E402  (the same pairs and methods)
+from inpaintlib.data import photo_dir  # noqa: E402
 from inpaintlib.hub import resolve_checkpoint  # noqa: E402
-from inpaintlib.inference import inpaint  # noqa: E402
 from inpaintlib.metrics import artefact_peaks, artefact_tiles  # noqa: E402
-from inpaintlib.pairs import list_images  # noqa: E402
 from inpaintlib.results import artefact_peak_table  # noqa: E402
-from inpaintlib.rundir import load_model  # noqa: E402
 from inpaintlib.rundir.write import atomic_write  # noqa: E402
 
 KINDS = ("checkerboard", "laplacian")
@@ -42,22 +40,13 @@ TILE = 32
 
 def measure(runs: list[str], images_dir: Path, size: int) -> tuple[list[dict], dict]:
     """Rows (file, mask, bucket, method, peaks) and, per run, the (image, completion, mask) of every pair."""
-    methods = {run: (lambda m: lambda im, mk: inpaint(m, im, mk))(load_model(resolve_checkpoint(run))) for run in runs}
-    methods["biharmonic"] = classical.biharmonic
-    assign = masks.evaluation_assignment(size, per_image=len(masks.BUCKETS), seed=0)
     rows, kept = [], {run: [] for run in runs}
-    _, files = list_images(images_dir, size, [])  # evaluate's order, so photo i gets the same masks
-    for i, path in enumerate(files):
-        image = center_crop_pad(load_image(path), size)
-        for name, mask in assign(i):
-            for key, method in methods.items():
-                out = method(image, mask.float())
-                peaks = artefact_peaks(out, image, mask.float(), tile=TILE)
-                rows.append({"file": path.name, "mask": name, "bucket": name.split("#")[0], "method": key}
-                            | {f"{k}_peak": float(peaks[k]) for k in KINDS})
-                if key in kept:
-                    kept[key].append((rows[-1], image, out.clamp(0, 1), mask.float()))
-        print(f"  {path.name} done ({i + 1}/{len(files)})", flush=True)
+    for pair, key, out in completions(runs, images_dir, size):
+        peaks = artefact_peaks(out, pair.image, pair.mask, tile=TILE)
+        rows.append({"file": pair.file, "mask": pair.mask_name, "bucket": pair.mask_name.split("#")[0],
+                     "method": key} | {f"{k}_peak": float(peaks[k]) for k in KINDS})
+        if key in kept:
+            kept[key].append((rows[-1], pair.image, out.clamp(0, 1), pair.mask))
     return rows, kept
 
 
@@ -119,20 +108,24 @@ def write(run: str, kept: list[tuple], worst: int = 3) -> None:
 
 def over_training(run: str) -> list[dict]:
     """Peaks per stored sample grid ``samples/step_*.png``: rows are validation photos at 256 px, columns
-    masked input | composite | truth (lossless PNG), masks those of ``train.report.sample_masks`` (PConv:
-    ``evaluation_masks(per_bucket=1, seed=0)`` spread over the rows), checked against the white holes."""
+    masked input | composite | truth (lossless PNG), masks those ``train.report.sample_masks`` gave the run,
+    checked against the white holes."""
     import numpy as np
     from PIL import Image
 
     from inpaintlib.plots import grid_tiles
+    from inpaintlib.rundir import load_config
+    from inpaintlib.train.config import config_from_dict
+    from inpaintlib.train.report import sample_masks
 
+    run_dir = Path(resolve_checkpoint(run))
+    config = config_from_dict(load_config(run_dir))
     rows = []
-    for path in sorted((Path(resolve_checkpoint(run)) / "samples").glob("step_*.png")):
+    for path in sorted((run_dir / "samples").glob("step_*.png")):
         tiles = grid_tiles(np.asarray(Image.open(path).convert("RGB")))
-        ms = [m for _, m in masks.evaluation_masks(tiles[0][0].shape[0], per_bucket=1, seed=0)]
-        picks = [round(i * (len(ms) - 1) / max(1, len(tiles) - 1)) for i in range(len(tiles))]
+        ms = sample_masks(config, len(tiles))
         for r, (masked, comp, truth) in enumerate(tiles):
-            mask = ms[picks[r]].float()
+            mask = ms[r].float()
             t = lambda a: torch.from_numpy(a.copy()).permute(2, 0, 1).float() / 255  # noqa: E731
             if not bool((t(masked)[:, mask[0] == 0] == 1).all()):
                 raise ValueError(f"{path.name} row {r}: the holes are not where sample_masks puts them")

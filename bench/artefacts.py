@@ -22,6 +22,7 @@ import argparse
 import datetime as _dt
 import math
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -31,11 +32,11 @@ sys.path.insert(0, str(BENCH_DIR))
 sys.path.insert(0, str(BENCH_DIR.parent))
 
 from inpaintlib import classical, masks  # noqa: E402
-from inpaintlib.data import center_crop_pad, load_image, photo_dir  # noqa: E402
+from inpaintlib.data import photo_dir  # noqa: E402
 from inpaintlib.hub import resolve_checkpoint  # noqa: E402
-from inpaintlib.inference import inpaint  # noqa: E402
+from inpaintlib.inpainters import model_method  # noqa: E402
 from inpaintlib.metrics import artefact_ratios  # noqa: E402
-from inpaintlib.pairs import list_images  # noqa: E402
+from inpaintlib.pairs import Pair, list_images, pairs  # noqa: E402
 from inpaintlib.rundir import load_model  # noqa: E402
 from results_md import replace_section  # noqa: E402
 
@@ -43,23 +44,31 @@ SECTION = "## Artefacts in the hole (issue 26)"
 KINDS = ("laplacian", "checkerboard")
 
 
+def completions(runs: list[str], images_dir: Path, size: int) -> Iterator[tuple[Pair, str, torch.Tensor]]:
+    """``(pair, method, completion)`` for every evaluation pair of ``images_dir`` (the protocol ``evaluate`` and
+    ``metrics.json`` use: the same photos, order and masks) and every method: each run, plain, then biharmonic."""
+    methods = {run: model_method(load_model(resolve_checkpoint(run))) for run in runs}
+    methods["biharmonic"] = classical.biharmonic
+    root, files = list_images(images_dir, size, [])
+    last = None
+    for pair in pairs(root, files, size, None, False, False, len(masks.BUCKETS), 0, []):
+        if pair is None:
+            continue
+        if pair.file != last:
+            print(f"  {pair.file}", flush=True)
+            last = pair.file
+        for key, method in methods.items():
+            yield pair, key, method(pair.image, pair.mask)
+
+
 def measure(runs: list[str], images_dir: Path, size: int) -> dict[str, dict[str, dict[str, float]]]:
     """method -> bucket -> kind -> geometric mean of the ratio over the bucket's pairs (and "pairs")."""
-    methods = {run: (lambda m: lambda im, mk: inpaint(m, im, mk))(load_model(resolve_checkpoint(run))) for run in runs}
-    methods["biharmonic"] = classical.biharmonic
-    assign = masks.evaluation_assignment(size, per_image=len(masks.BUCKETS), seed=0)
-    logs: dict[str, dict[str, dict[str, list[float]]]] = {k: {} for k in methods}
-    _, files = list_images(images_dir, size, [])  # evaluate's order, so photo i gets the same masks
-    for i, path in enumerate(files):
-        image = center_crop_pad(load_image(path), size)
-        for name, mask in assign(i):
-            bucket = name.split("#")[0]  # "<bucket>#<k>"
-            for key, method in methods.items():
-                ratios = artefact_ratios(method(image, mask.float()), image, mask.float())
-                slot = logs[key].setdefault(bucket, {k: [] for k in KINDS})
-                for k in KINDS:
-                    slot[k].append(math.log(float(ratios[k])))
-        print(f"  {path.name} done ({i + 1}/{len(files)})", flush=True)
+    logs: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for pair, key, out in completions(runs, images_dir, size):
+        ratios = artefact_ratios(out, pair.image, pair.mask)
+        slot = logs.setdefault(key, {}).setdefault(pair.mask_name.split("#")[0], {k: [] for k in KINDS})
+        for k in KINDS:
+            slot[k].append(math.log(float(ratios[k])))
     return {key: {b: {k: math.exp(sum(v) / len(v)) for k, v in kinds.items()} | {"pairs": len(kinds[KINDS[0]])}
                   for b, kinds in sorted(per.items(), key=lambda kv: masks.bucket_sort_key(kv[0]))}
             for key, per in logs.items()}

@@ -17,6 +17,19 @@
   "use strict";
   var LEVELS = 5; // halvings from the image to the coarsest level, as in smooth_fill._LEVELS
 
+  // The 4 neighbours (up, down, left, right; replicate padding) of each pixel index in `list`.
+  function neighbours(list, w, h) {
+    var nb = new Int32Array(4 * list.length);
+    for (var k = 0; k < list.length; k++) {
+      var p = list[k], px = p % w, py = (p - px) / w;
+      nb[4 * k] = py > 0 ? p - w : p;
+      nb[4 * k + 1] = py < h - 1 ? p + w : p;
+      nb[4 * k + 2] = px > 0 ? p - 1 : p;
+      nb[4 * k + 3] = px < w - 1 ? p + 1 : p;
+    }
+    return nb;
+  }
+
   // Indices of the pixels that are hole or next to one, with their 4 neighbours (replicate padding).
   function stencil(hole, w, h) {
     var near = new Uint8Array(w * h), list = [], holes = [];
@@ -33,22 +46,7 @@
       }
     }
     for (var j = 0; j < w * h; j++) if (near[j]) list.push(j);
-    var nb = new Int32Array(4 * list.length);
-    for (var k = 0; k < list.length; k++) {
-      var p = list[k], px = p % w, py = (p - px) / w;
-      nb[4 * k] = py > 0 ? p - w : p;
-      nb[4 * k + 1] = py < h - 1 ? p + w : p;
-      nb[4 * k + 2] = px > 0 ? p - 1 : p;
-      nb[4 * k + 3] = px < w - 1 ? p + 1 : p;
-    }
-    var hnb = new Int32Array(4 * holes.length);
-    for (var m = 0; m < holes.length; m++) {
-      var q = holes[m], qx = q % w, qy = (q - qx) / w;
-      hnb[4 * m] = qy > 0 ? q - w : q;
-      hnb[4 * m + 1] = qy < h - 1 ? q + w : q;
-      hnb[4 * m + 2] = qx > 0 ? q - 1 : q;
-      hnb[4 * m + 3] = qx < w - 1 ? q + 1 : q;
-    }
+    var nb = neighbours(list, w, h), hnb = neighbours(holes, w, h);
     return { near: Int32Array.from(list), nb: nb, holes: Int32Array.from(holes), hnb: hnb };
   }
 

@@ -131,21 +131,6 @@ class FoldedPConvUNet(nn.Module):
         self._check_inputs = model._check_inputs
         self.eval()
 
-    def forward(self, image: Tensor, mask: Tensor, fill: Tensor | None = None) -> Tensor:
-        mask = self._check_inputs(image, mask).to(image.dtype)
-        x_in = image * mask
-        stack = [(x_in, mask)]
-        for enc in self.encoders:
-            stack.append(enc(*stack[-1]))
-        x, m = stack.pop()
-        for dec in reversed(self.decoders):
-            skip, skip_mask = stack.pop()
-            x, m = dec(x, m, skip, skip_mask)
-        if self.head is None:
-            return torch.sigmoid(x)
-        if self.head.fill_iterations and fill is None:
-            from inpaintlib.smooth_fill import biharmonic_fill
-
-            fill = biharmonic_fill(x_in, mask, self.head.fill_iterations)
-        composite = x_in + (1 - mask) * torch.sigmoid(x)
-        return self.head.correct(x, composite, mask, fill if self.head.fill_iterations else None)
+    # The levels take and return the same (features, mask) pairs as the model's, so the model's own forward
+    # (encoder stack, decoders with skips, head and its fill) runs them unchanged.
+    forward = PConvUNet.forward
